@@ -1,0 +1,169 @@
+"""Typed settings for every VisionNet process.
+
+Layers, lowest first: ``config/defaults.toml`` (which documents each key), an
+optional file named by ``VISIONNET_CONFIG_FILE``, then ``VISIONNET_*``
+environment variables (``__`` separates a section from its key). Values are
+validated once at start so a typo fails loudly instead of at the first job.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+ENV_PREFIX = "VISIONNET_"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the web server binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the web server.")
+    api_token: str = Field("", description="Bearer token required on /api/v1; empty = none.")
+    max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest request body.")
+    max_files: int = Field(256, gt=0, description="Most files in one classify request.")
+    health_timeout_s: float = Field(1.0, gt=0, description="Worker probe timeout in health.")
+    threads: int = Field(8, gt=0, description="Waitress worker threads.")
+
+
+class MilvusSettings(BaseModel):
+    uri: str = Field("", description="Milvus URI; empty = the embedded milvus-lite server.")
+    token: str = Field("", description="Milvus token (user:password) for a real server.")
+    embedded_port: int = Field(19530, ge=0, le=65535, description="Embedded server port.")
+    timeout_s: float = Field(120.0, gt=0, description="Timeout of one write or search call.")
+    search_ef: int = Field(128, gt=0, description="HNSW ef used by searches.")
+
+
+class ModelSettings(BaseModel):
+    classifier: str = Field(..., description="Classifier: hub id or local directory.")
+    embedder: str = Field(..., description="Embedder: hub id or local directory.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    batch_size: int = Field(32, gt=0, description="Images per forward pass.")
+    offline: bool = Field(False, description="Never try the model hub.")
+
+
+class JobSettings(BaseModel):
+    chunk_size: int = Field(256, gt=0, description="Files per index chunk.")
+    default_top_k: int = Field(5, gt=0, description="Default k for top-k and search.")
+    max_top_k: int = Field(1000, gt=0, description="Largest k accepted.")
+    max_errors_kept: int = Field(1000, ge=0, description="Per-file errors kept per job.")
+    extensions: list[str] = Field(..., description="Image file extensions indexed.")
+
+
+class FlowerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address Flower binds.")
+    port: int = Field(5555, ge=0, le=65535, description="Flower port.")
+    basic_auth: str = Field("", description="user:password for Flower; empty = none.")
+
+
+class Settings(BaseSettings):
+    """All settings of one VisionNet deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    profile: Literal["demo", "default"] = Field("demo", description="Model profile.")
+    data_dir: Path = Field(Path("var"), description="State of the embedded stack.")
+    allowed_roots: list[Path] = Field(default_factory=list, description="Readable roots.")
+    redis_url: str = Field("", description="Redis URL; empty = a private embedded Redis.")
+    result_ttl_s: int = Field(86400, gt=0, description="Lifetime of job records and results.")
+    web: WebSettings
+    milvus: MilvusSettings
+    models: ModelSettings
+    jobs: JobSettings
+    flower: FlowerSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files: list[Path] = [DEFAULTS_FILE]
+        user_file = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+        if user_file:
+            files.append(Path(user_file).resolve())
+        # TomlConfigSettingsSource must be returned explicitly, or the TOML is ignored.
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=files, deep_merge=True),
+        )
+
+    @model_validator(mode="after")
+    def _secure_listeners(self) -> Settings:
+        if not is_loopback(self.web.host) and not self.web.api_token:
+            raise ValueError(
+                f"web.host={self.web.host!r} is not loopback: set VISIONNET_WEB__API_TOKEN"
+            )
+        if not is_loopback(self.flower.host) and not self.flower.basic_auth:
+            raise ValueError(
+                f"flower.host={self.flower.host!r} is not loopback: "
+                "set VISIONNET_FLOWER__BASIC_AUTH=user:password"
+            )
+        return self
+
+    # Derived locations, so every process agrees on them.
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.data_path / "redis" / "redis.sock"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis+socket://{self.redis_socket}"
+
+    @property
+    def effective_milvus_uri(self) -> str:
+        return self.milvus.uri or f"http://127.0.0.1:{self.milvus.embedded_port}"
+
+    @property
+    def demo_model_dir(self) -> Path:
+        return self.data_path / "models" / "demo-resnet"
+
+    @property
+    def classifier_ref(self) -> str:
+        return str(self.demo_model_dir) if self.profile == "demo" else self.models.classifier
+
+    @property
+    def embedder_ref(self) -> str:
+        return str(self.demo_model_dir) if self.profile == "demo" else self.models.embedder
+
+    @property
+    def resolved_roots(self) -> list[Path]:
+        return [root.expanduser().resolve() for root in self.allowed_roots]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()  # type: ignore[call-arg]

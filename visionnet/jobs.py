@@ -1,0 +1,208 @@
+"""Job records in Redis: the one place the web and the workers agree on a job.
+
+Celery calls every id it does not know PENDING, so a job exists only if its
+record does. Workers update counters atomically (Lua) so many chunk tasks can
+report at once, and a chunk reported twice (a redelivered task) counts once.
+Records expire ``ttl_s`` after their last write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+PREFIX = "visionnet:job:"
+
+
+class JobType(StrEnum):
+    CLASSIFY = "classify"
+    INDEX = "index"
+    SEARCH = "search"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+# KEYS: job hash, chunk set, error list. ARGV: chunk no, indexed, skipped,
+# failed, now, ttl, max errors, errors JSON...
+_RECORD_CHUNK = """
+local job, chunks, errs = KEYS[1], KEYS[2], KEYS[3]
+local state = redis.call('HGET', job, 'state')
+if not state then return -1 end
+if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
+  redis.call('HINCRBY', job, 'indexed', ARGV[2])
+  redis.call('HINCRBY', job, 'skipped', ARGV[3])
+  redis.call('HINCRBY', job, 'failed', ARGV[4])
+  redis.call('HINCRBY', job, 'done', ARGV[2] + ARGV[3] + ARGV[4])
+  redis.call('HINCRBY', job, 'chunks_done', 1)
+  local keep = tonumber(ARGV[7])
+  for i = 8, #ARGV do
+    if redis.call('LLEN', errs) < keep then redis.call('RPUSH', errs, ARGV[i]) end
+  end
+end
+local ttl = tonumber(ARGV[6])
+redis.call('EXPIRE', job, ttl)
+redis.call('EXPIRE', chunks, ttl)
+redis.call('EXPIRE', errs, ttl)
+if state ~= 'running' and state ~= 'queued' then return 0 end
+if redis.call('HGET', job, 'planned') ~= '1' then return 0 end
+local total = tonumber(redis.call('HGET', job, 'chunks_total') or '0')
+local done = tonumber(redis.call('HGET', job, 'chunks_done') or '0')
+if done < total then return 0 end
+redis.call('HSET', job, 'state', 'succeeded', 'finished_at', ARGV[5])
+return 1
+"""
+
+# Sets the state only if the job is not final yet. KEYS: job. ARGV: state, now, ttl, [k, v]...
+_TRANSITION = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> str:
+    return f"{time.time():.3f}"
+
+
+@dataclass(frozen=True)
+class ChunkReport:
+    """What one index chunk did, reported once by the store writer."""
+
+    chunk_no: int
+    indexed: int
+    skipped: int
+    failed: int
+    errors: list[dict[str, str]]
+
+
+class JobStore:
+    """Reads and writes job records; safe to share across threads."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int, max_errors: int = 1000) -> None:
+        self._r = client
+        self._ttl = ttl_s
+        self._max_errors = max_errors
+        self._record_chunk = client.register_script(_RECORD_CHUNK)
+        self._transition = client.register_script(_TRANSITION)
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        return PREFIX + job_id
+
+    def create(self, job_type: JobType, params: Mapping[str, Any], total: int = 0) -> str:
+        job_id = new_job_id()
+        key = self.key(job_id)
+        pipe = self._r.pipeline()
+        pipe.hset(
+            key,
+            mapping={
+                "id": job_id,
+                "type": job_type.value,
+                "state": JobState.QUEUED.value,
+                "created_at": _now(),
+                "total": total,
+                "done": 0,
+                "failed": 0,
+                "params": json.dumps(params),
+            },
+        )
+        pipe.expire(key, self._ttl)
+        pipe.execute()
+        return job_id
+
+    def ping(self) -> bool:
+        return bool(self._r.ping())
+
+    def delete(self, job_id: str) -> None:
+        self._r.delete(self.key(job_id), *self._aux_keys(job_id))
+
+    def get(self, job_id: str) -> dict[str, str] | None:
+        data: dict[str, str] = self._r.hgetall(self.key(job_id))  # type: ignore[assignment]
+        return data or None
+
+    def errors(self, job_id: str) -> list[dict[str, str]]:
+        raw: list[str] = self._r.lrange(self.key(job_id) + ":errors", 0, -1)  # type: ignore[assignment]
+        return [json.loads(item) for item in raw]
+
+    def state(self, job_id: str) -> JobState | None:
+        value = self._r.hget(self.key(job_id), "state")
+        return JobState(value) if isinstance(value, str) else None
+
+    def is_active(self, job_id: str) -> bool:
+        """False once a job is cancelled, finished or expired: its tasks stop early."""
+        state = self.state(job_id)
+        return state is not None and state not in FINAL_STATES
+
+    def transition(self, job_id: str, state: JobState, **fields: Any) -> bool:
+        """Move a job to ``state`` unless it is final already; True if it moved."""
+        args: list[Any] = [state.value, _now(), self._ttl]
+        for name, value in fields.items():
+            args += [name, value if isinstance(value, str | int | float) else json.dumps(value)]
+        return int(self._transition(keys=[self.key(job_id)], args=args)) == 1
+
+    def set_fields(self, job_id: str, **fields: int | str) -> None:
+        self._r.hset(self.key(job_id), mapping=fields)  # type: ignore[arg-type]
+
+    def add_progress(self, job_id: str, done: int, failed: int = 0) -> None:
+        pipe = self._r.pipeline()
+        pipe.hincrby(self.key(job_id), "done", done)
+        pipe.hincrby(self.key(job_id), "failed", failed)
+        pipe.execute()
+
+    def add_planned(self, job_id: str, files: int, chunks: int) -> None:
+        pipe = self._r.pipeline()
+        pipe.hincrby(self.key(job_id), "total", files)
+        pipe.hincrby(self.key(job_id), "chunks_total", chunks)
+        pipe.execute()
+
+    def record_chunk(self, job_id: str, report: ChunkReport) -> bool:
+        """Count one chunk once; True if this report finished the job."""
+        key = self.key(job_id)
+        args: list[Any] = [
+            report.chunk_no,
+            report.indexed,
+            report.skipped,
+            report.failed,
+            _now(),
+            self._ttl,
+            self._max_errors,
+            *[json.dumps(e) for e in report.errors],
+        ]
+        out = self._record_chunk(keys=[key, *self._aux_keys(job_id)], args=args)
+        return int(out) == 1
+
+    def finish_planning(self, job_id: str) -> bool:
+        """Mark the walk complete; finishes the job at once if every chunk reported."""
+        self.set_fields(job_id, planned=1)
+        # An empty report for a chunk number no planner uses re-runs the completion check.
+        return self.record_chunk(job_id, ChunkReport(-1, 0, 0, 0, []))
+
+    def _aux_keys(self, job_id: str) -> list[str]:
+        key = self.key(job_id)
+        return [key + ":chunks", key + ":errors"]

@@ -1,0 +1,53 @@
+"""Task names and queues: the contract between the web and the workers.
+
+The web sends tasks by name and never imports worker code, so neither torch
+nor pymilvus is ever loaded in the web process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+
+MODELS_QUEUE = "models"
+STORE_QUEUE = "store"
+
+CLASSIFY = "visionnet.classify"
+SEARCH = "visionnet.search"
+PLAN_INDEX = "visionnet.index.plan"
+EMBED_CHUNK = "visionnet.index.embed_chunk"
+WRITE_CHUNK = "visionnet.index.write_chunk"
+
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    CLASSIFY: {"queue": MODELS_QUEUE},
+    SEARCH: {"queue": MODELS_QUEUE},
+    PLAN_INDEX: {"queue": MODELS_QUEUE},
+    EMBED_CHUNK: {"queue": MODELS_QUEUE},
+    # Every write goes to one queue consumed by exactly one process: Milvus Lite
+    # corrupts its log under concurrent writers.
+    WRITE_CHUNK: {"queue": STORE_QUEUE},
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings shared by the web (as a client) and the workers."""
+    url = settings.effective_redis_url
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "result_expires": settings.result_ttl_s,
+        "task_routes": TASK_ROUTES,
+        "task_default_queue": MODELS_QUEUE,
+        # Long tasks: take one at a time so idle workers can pick up the rest.
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "timezone": "UTC",
+    }

@@ -1,0 +1,43 @@
+"""VisionNet web front end: JSON API under /api/v1, OpenAPI docs, one HTML page.
+
+It records jobs and enqueues them; it never loads a model or opens the vector
+store, and never waits on a task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template
+from flask_openapi3 import Info, OpenAPI
+
+from config.settings import Settings, get_settings
+from web.api import health, jobs, submit
+from web.errors import register_error_handlers, validation_error_response
+from web.services import EXTENSION_KEY, Services
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
+    """App factory. ``test_config`` may carry ``SETTINGS`` (a Settings) and Flask keys."""
+    test_config = dict(test_config or {})
+    settings: Settings = test_config.pop("SETTINGS", None) or get_settings()
+    app = OpenAPI(
+        __name__,
+        info=Info(title="VisionNet API", version="1"),
+        security_schemes={"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        validation_error_status=400,
+        validation_error_callback=validation_error_response,
+        doc_prefix="/docs",
+    )
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.web.max_upload_bytes, JSON_SORT_KEYS=False)
+    app.config.update(test_config)
+    app.extensions[EXTENSION_KEY] = Services.build(settings)
+    register_error_handlers(app)
+    for module in (submit, jobs, health):
+        app.register_api(module.bp)
+
+    @app.get("/", doc_ui=False)
+    def page() -> str:
+        return render_template("index.html", token_required=bool(settings.web.api_token))
+
+    return app

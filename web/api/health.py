@@ -1,0 +1,41 @@
+"""Health: Redis answers, and at least one worker consumes each queue."""
+
+from __future__ import annotations
+
+import redis
+from typing import Any
+from kombu.exceptions import OperationalError
+
+from visionnet.queues import MODELS_QUEUE, STORE_QUEUE
+from web.api.common import api_blueprint
+from web.schemas import Health, QueueHealth
+from web.services import services
+
+bp = api_blueprint("health", "health", "Service health.")
+
+
+@bp.get("/health", summary="Redis reachable and workers consuming each queue",
+        responses={200: Health, 503: Health})
+def health() -> Any:
+    svc = services()
+    consumers: dict[str, list[str]] = {MODELS_QUEUE: [], STORE_QUEUE: []}
+    try:
+        redis_ok = svc.jobs.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        redis_ok = False
+    if redis_ok:
+        inspector = svc.celery.control.inspect(timeout=svc.settings.web.health_timeout_s)
+        try:
+            active = inspector.active_queues() or {}
+        except OperationalError:
+            active = {}
+        for worker, queues in active.items():
+            for queue in queues:
+                consumers.setdefault(queue["name"], []).append(worker)
+    ok = redis_ok and all(consumers[q] for q in (MODELS_QUEUE, STORE_QUEUE))
+    body = Health(
+        status="ok" if ok else "degraded",
+        redis=redis_ok,
+        queues=[QueueHealth(queue=q, workers=sorted(w)) for q, w in sorted(consumers.items())],
+    )
+    return body.model_dump(), 200 if ok else 503

@@ -1,0 +1,39 @@
+"""Polling and cancelling jobs: reads only the job record, never waits on a task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from visionnet.jobs import JobState
+from web.api.common import ERRORS, api_blueprint
+from web.errors import APIError
+from web.jobview import job_document
+from web.schemas import ErrorBody, JobPath, JobView
+from web.services import services
+
+bp = api_blueprint("jobs", "jobs", "Poll and cancel jobs.")
+
+
+def _load(job_id: str) -> dict[str, str]:
+    record = services().jobs.get(job_id) if len(job_id) <= 64 else None
+    if record is None:
+        raise APIError(404, "not_found", f"no job with id {job_id!r} (unknown or expired)")
+    return record
+
+
+@bp.get("/jobs/<job_id>", summary="State, progress and result of a job",
+        responses={200: JobView, 404: ErrorBody, **ERRORS})
+def get_job(path: JobPath) -> Any:
+    return job_document(_load(path.job_id), services().jobs)
+
+
+@bp.delete("/jobs/<job_id>", summary="Cancel a job",
+           responses={202: JobView, 404: ErrorBody, 409: ErrorBody, **ERRORS})
+def cancel_job(path: JobPath) -> Any:
+    svc = services()
+    _load(path.job_id)
+    if not svc.jobs.transition(path.job_id, JobState.CANCELLED):
+        raise APIError(409, "conflict", f"job {path.job_id!r} has already finished")
+    # Queued tasks see the cancelled record and stop; revoking drops the root task early.
+    svc.celery.control.revoke(path.job_id)
+    return job_document(_load(path.job_id), svc.jobs), 202

@@ -1,0 +1,55 @@
+"""What request handlers use: settings, job records, upload blobs, a Celery client.
+
+Built once per app. The Celery app here only sends tasks by name; it knows no
+task code, so nothing heavy is ever imported into the web process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from flask import current_app
+
+from config.settings import Settings
+from visionnet.blobs import BlobStore
+from visionnet.jobs import JobStore
+from visionnet.queues import celery_config
+from visionnet.redis_conn import connect
+
+EXTENSION_KEY = "visionnet"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    jobs: JobStore
+    blobs: BlobStore
+    celery: Celery
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        celery = Celery("visionnet-web", set_as_current=False)
+        celery.conf.update(celery_config(settings))
+        # Publishing fails fast in a request: the caller gets a 503, not a hang.
+        celery.conf.broker_transport_options = {
+            "socket_timeout": 3, "socket_connect_timeout": 3, "max_retries": 1,
+        }
+        celery.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0.2}
+        url = settings.effective_redis_url
+        return cls(
+            settings=settings,
+            jobs=JobStore(connect(url, 3.0), settings.result_ttl_s, settings.jobs.max_errors_kept),
+            blobs=BlobStore(connect(url, 3.0, decode=False), settings.result_ttl_s),
+            celery=celery,
+        )
+
+    def send(self, task: str, job_id: str, **kwargs: Any) -> None:
+        """Enqueue a job's root task under the job's id, so a cancel can revoke it."""
+        self.celery.send_task(task, kwargs={"job_id": job_id, **kwargs}, task_id=job_id)
+
+
+def services() -> Services:
+    svc: Services = current_app.extensions[EXTENSION_KEY]
+    return svc

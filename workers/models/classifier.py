@@ -1,0 +1,57 @@
+"""Image classification: preprocess, forward, top-k, as separate steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PIL.Image import Image
+
+from workers.models.info import ModelInfo, describe
+from workers.models.loading import load_pretrained
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+
+
+class Classifier:
+    """A transformers image classifier loaded once per worker process."""
+
+    def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        self.ref = ref
+        self.device = device
+        self.processor: Any = load_pretrained(
+            AutoImageProcessor.from_pretrained, ref, offline=offline
+        )
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        self.model: Any = load_pretrained(
+            AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=dtype
+        )
+        self.model.to(device).eval()
+        self.info: ModelInfo = describe(ref, self.model.config)
+        self._multi_label = self.model.config.problem_type == "multi_label_classification"
+
+    def predict(self, images: list[Image], top_k: int) -> list[list[Prediction]]:
+        import torch
+
+        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits.float()
+        probs = logits.sigmoid() if self._multi_label else logits.softmax(dim=-1)
+        k = min(top_k, probs.shape[-1])
+        scores, indices = probs.topk(k, dim=-1)
+        id2label = self.model.config.id2label
+        return [
+            [
+                Prediction(label=str(id2label.get(int(i), str(int(i)))), score=float(s))
+                for s, i in zip(row_scores.tolist(), row_indices.tolist(), strict=True)
+            ]
+            for row_scores, row_indices in zip(scores, indices, strict=True)
+        ]

@@ -1,0 +1,58 @@
+"""Image embeddings: one L2-normalised vector per image, for cosine search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL.Image import Image
+
+from workers.models.info import ModelInfo, describe
+from workers.models.loading import load_pretrained
+
+
+class Embedder:
+    """Any transformers vision model: CLIP's projection, else the pooled output.
+
+    A classifier checkpoint loaded through AutoModel drops its head, so its
+    penultimate features serve as the embedding.
+    """
+
+    def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
+        import torch
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+        self.ref = ref
+        self.device = device
+        config: Any = load_pretrained(AutoConfig.from_pretrained, ref, offline=offline)
+        self.processor: Any = load_pretrained(
+            AutoImageProcessor.from_pretrained, ref, offline=offline
+        )
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        if config.model_type == "clip":
+            from transformers import CLIPVisionModelWithProjection
+
+            loader: Any = CLIPVisionModelWithProjection.from_pretrained
+        else:
+            loader = AutoModel.from_pretrained
+        self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=dtype)
+        self.model.to(device).eval()
+        self.info: ModelInfo = describe(ref, config)
+
+    def embed(self, images: list[Image]) -> NDArray[np.float32]:
+        import torch
+
+        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with torch.inference_mode():
+            out = self.model(**inputs)
+            if getattr(out, "image_embeds", None) is not None:
+                feats = out.image_embeds
+            elif getattr(out, "pooler_output", None) is not None:
+                feats = out.pooler_output
+            else:
+                feats = out.last_hidden_state[:, 0]
+            feats = feats.flatten(1).float()
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+        return feats.cpu().numpy().astype(np.float32)

@@ -1,0 +1,57 @@
+"""Reader stage: bytes in, content id and decoded RGB image out, errors per file.
+
+A file that cannot be read or decoded becomes a ``FileError`` and the rest of
+the batch goes on: one corrupt file must not fail a job of thousands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from visionnet.paths import PathNotAllowedError, resolve_allowed
+
+
+@dataclass(frozen=True)
+class RawFile:
+    name: str
+    data: bytes
+
+    @property
+    def content_id(self) -> str:
+        """Vector ids derive from content, so a file stored twice is stored once."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileError:
+    name: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.name, "error": self.error}
+
+
+def read_path(path: str, roots: list[Path]) -> RawFile | FileError:
+    try:
+        resolved = resolve_allowed(path, roots)
+        return RawFile(path, resolved.read_bytes())
+    except PathNotAllowedError as exc:
+        return FileError(path, str(exc))
+    except OSError as exc:
+        return FileError(path, f"cannot read file: {exc.strerror or exc}")
+
+
+def decode(raw: RawFile) -> Image.Image | FileError:
+    try:
+        with Image.open(io.BytesIO(raw.data)) as img:
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        return FileError(raw.name, f"not a decodable image: {exc}")
+    except (OSError, ValueError, SyntaxError) as exc:
+        return FileError(raw.name, f"corrupt image: {exc}")

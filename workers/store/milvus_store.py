@@ -1,0 +1,175 @@
+"""Vector store on Milvus: one collection per name, content-hash ids, upserts.
+
+The same client code serves the embedded ``milvus-lite server`` and a real
+Milvus cluster; only the URI differs. Writers must flush before reporting a
+write as done (unflushed rows do not survive a crash), and with Milvus Lite
+there must be exactly one writer: see ``workers.tasks.index.write_chunk``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pymilvus import DataType, MilvusClient, MilvusException
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ID_LEN = 64
+PATH_LEN = 4096
+MODEL_LEN = 512
+MODEL_PROPERTY = "visionnet.model"
+
+
+class CollectionMismatchError(ValueError):
+    """An existing collection holds vectors of another model or dimension."""
+
+
+class CollectionNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    vector: list[float]
+    path: str
+    size: int
+    model: str
+    indexed_at: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    path: str
+    score: float
+
+
+def describe_error(exc: MilvusException) -> str:
+    """A down server raises with an empty ``str()``: use code and message."""
+    return f"Milvus error {getattr(exc, 'code', '?')}: {getattr(exc, 'message', '') or exc!r}"
+
+
+class VectorStore:
+    def __init__(self, uri: str, token: str = "", timeout_s: float = 120.0, ef: int = 128) -> None:
+        self._client = MilvusClient(uri=uri, token=token, timeout=timeout_s)
+        self._timeout = timeout_s
+        self._ef = ef
+        self._loaded: set[str] = set()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def has_collection(self, name: str) -> bool:
+        return bool(self._client.has_collection(name, timeout=self._timeout))
+
+    def ensure_collection(self, name: str, dim: int, model: str) -> None:
+        """Create on first use; refuse vectors of another model or dimension."""
+        if self.has_collection(name):
+            info = self._client.describe_collection(name, timeout=self._timeout)
+            stored_dim = next(
+                int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector"
+            )
+            stored_model = str(info.get("properties", {}).get(MODEL_PROPERTY, ""))
+            if stored_dim != dim or (stored_model and stored_model != model):
+                raise CollectionMismatchError(
+                    f"collection {name!r} holds {stored_dim}-d vectors of model "
+                    f"{stored_model!r}; this job makes {dim}-d vectors of {model!r}. "
+                    "Index into another collection."
+                )
+            return
+        schema = self._client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LEN)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("path", DataType.VARCHAR, max_length=PATH_LEN)
+        schema.add_field("size", DataType.INT64)
+        schema.add_field("model", DataType.VARCHAR, max_length=MODEL_LEN)
+        schema.add_field("indexed_at", DataType.INT64)
+        index = self._client.prepare_index_params()
+        index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
+        self._client.create_collection(
+            name,
+            schema=schema,
+            index_params=index,
+            properties={MODEL_PROPERTY: model},
+            timeout=self._timeout,
+        )
+        log.info("created collection %s (%d-d, %s)", name, dim, model)
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        if not ids or not self.has_collection(name):
+            return set()
+        rows = self._with_loaded(
+            name,
+            lambda: self._client.query(
+                name, filter=f"id in {json.dumps(list(ids))}", output_fields=["id"],
+                timeout=self._timeout,
+            ),
+        )
+        return {str(r["id"]) for r in rows}
+
+    def upsert(self, name: str, rows: Sequence[Row]) -> None:
+        """Upsert, then flush: a write is reported only once it survives a crash."""
+        if not rows:
+            return
+        self._client.upsert(name, [r.as_dict() for r in rows], timeout=self._timeout)
+        self._client.flush(name, timeout=self._timeout)
+
+    def count(self, name: str) -> int:
+        rows = self._with_loaded(
+            name, lambda: self._client.query(name, filter="", output_fields=["count(*)"])
+        )
+        return int(rows[0]["count(*)"])
+
+    def get_vector(self, name: str, vector_id: str) -> list[float] | None:
+        self._require(name)
+        rows = self._with_loaded(
+            name, lambda: self._client.get(name, ids=[vector_id], output_fields=["vector"])
+        )
+        return [float(v) for v in rows[0]["vector"]] if rows else None
+
+    def search(self, name: str, vector: Sequence[float], k: int) -> list[Hit]:
+        self._require(name)
+        result = self._with_loaded(
+            name,
+            lambda: self._client.search(
+                name,
+                data=[list(vector)],
+                limit=k,
+                output_fields=["path"],
+                search_params={"metric_type": "COSINE", "params": {"ef": max(self._ef, k)}},
+                timeout=self._timeout,
+            ),
+        )
+        return [
+            Hit(id=str(h["id"]), path=str(h["entity"]["path"]), score=float(h["distance"]))
+            for h in result[0]
+        ]
+
+    def _require(self, name: str) -> None:
+        if not self.has_collection(name):
+            raise CollectionNotFoundError(f"collection {name!r} does not exist: index images first")
+
+    def _with_loaded(self, name: str, call: Callable[[], T]) -> T:
+        """A collection is 'released' after any server restart: load it and retry once."""
+        if name not in self._loaded:
+            self._client.load_collection(name, timeout=self._timeout)
+            self._loaded.add(name)
+        try:
+            return call()
+        except MilvusException as exc:
+            if "released" not in str(getattr(exc, "message", "")) and "load" not in str(exc):
+                raise
+            log.info("collection %s was released; loading it again", name)
+            self._client.load_collection(name, timeout=self._timeout)
+            time.sleep(0.05)
+            return call()

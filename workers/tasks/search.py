@@ -1,0 +1,62 @@
+"""Search task: embed the query (or fetch a stored vector), then k nearest by cosine."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import shared_task
+
+from visionnet.jobs import JobState
+from visionnet.queues import SEARCH
+from workers.context import VisionTask
+from workers.models.info import RANDOM_WEIGHTS_NOTICE
+from workers.models.loading import ModelUnavailableError
+from workers.pipeline.reader import FileError, decode
+from workers.pipeline.sources import Source, fetch
+from workers.store.milvus_store import CollectionNotFoundError
+
+
+class QueryError(ValueError):
+    """The query cannot be answered; the job fails with this message."""
+
+
+def _query_vector(task: VisionTask, query: dict[str, Any], collection: str) -> list[float]:
+    ctx = task.ctx
+    if "image_id" in query:
+        vector = ctx.store.get_vector(collection, query["image_id"])
+        if vector is None:
+            raise QueryError(f"image_id {query['image_id']!r} is not in collection {collection!r}")
+        return vector
+    source: Source = query["source"]
+    raw = fetch(source, ctx)
+    image = raw if isinstance(raw, FileError) else decode(raw)
+    if isinstance(image, FileError):
+        raise QueryError(f"query image {image.name!r}: {image.error}")
+    return [float(v) for v in ctx.models.embedder().embed([image])[0]]
+
+
+@shared_task(name=SEARCH, base=VisionTask, bind=True, acks_late=True)
+def search(self: VisionTask, *, job_id: str, query: dict[str, Any], collection: str, k: int) -> None:
+    ctx = self.ctx
+    if not ctx.jobs.transition(job_id, JobState.RUNNING, started_at=f"{time.time():.3f}"):
+        return
+    ctx.jobs.set_fields(job_id, total=1)
+    try:
+        vector = _query_vector(self, query, collection)
+        hits = ctx.store.search(collection, vector, k)
+    except (QueryError, CollectionNotFoundError, ModelUnavailableError) as exc:
+        ctx.jobs.add_progress(job_id, 1, 1)
+        ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
+        return
+    finally:
+        if "source" in query and "blob" in query["source"]:
+            ctx.blobs.delete(query["source"]["blob"])
+    ctx.jobs.add_progress(job_id, 1)
+    result: dict[str, Any] = {"collection": collection, "hits": [h.__dict__ for h in hits]}
+    if "image_id" not in query:
+        info = ctx.models.embedder().info
+        result["model"] = info
+        if info["random_weights"]:
+            result["notice"] = RANDOM_WEIGHTS_NOTICE
+    ctx.jobs.transition(job_id, JobState.SUCCEEDED, result=result)
