@@ -20,7 +20,7 @@ def main() -> None:
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
 def up(no_flower: bool) -> None:
     """Start the embedded stack on this machine; Ctrl-C stops all of it."""
-    from honcho.manager import Manager
+    import honcho.manager
 
     from visionnet.services_local import child_env, processes
 
@@ -29,7 +29,10 @@ def up(no_flower: bool) -> None:
     if settings.profile == "demo":
         _ensure_demo_model(settings.demo_model_dir)
     env = child_env(settings)
-    manager = Manager()
+    # Give a worker in warm shutdown time to finish its task (a store write
+    # ends with a flush) before honcho resorts to SIGKILL.
+    honcho.manager.KILL_WAIT = 30
+    manager = honcho.manager.Manager()
     for name, cmd in processes(settings, flower=not no_flower).items():
         manager.add_process(name, cmd, env=env)
     click.echo(
@@ -38,7 +41,9 @@ def up(no_flower: bool) -> None:
         f"data {settings.data_path}  profile {settings.profile}"
     )
     manager.loop()
-    sys.exit(manager.returncode or 0)
+    # 130/143: stopped by Ctrl-C or SIGTERM as asked, every process ended: success.
+    rc = manager.returncode or 0
+    sys.exit(0 if rc in (130, 143) else rc)
 
 
 @main.command()

@@ -1,0 +1,110 @@
+"""The whole stack for the end-to-end tests, started the way users start it.
+
+``visionnet up`` runs under honcho with a private Redis, a milvus-lite server
+in a temp dir, real Celery workers, Flower and the web server, on a small
+ResNet built from a config and loaded by path.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port, wait_healthy
+
+VISIONNET = str(Path(sys.executable).with_name("visionnet"))
+
+
+@dataclass
+class Stack:
+    base: str
+    root: Path
+    outside: Path
+    data: Path
+    model_dir: Path
+    env: dict[str, str]
+    milvus_uri: str
+    redis_url: str
+    log: Path
+
+
+def build_tiny_model(out: Path) -> Path:
+    from workers.models.demo import build_demo_model
+
+    return build_demo_model(out, image_size=32, hidden_sizes=(8, 16), seed=1)
+
+
+def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONNET_")}
+    env.update(
+        VISIONNET_DATA_DIR=str(tmp / "data"),
+        VISIONNET_PROFILE="default",
+        VISIONNET_MODELS__CLASSIFIER=str(model_dir),
+        VISIONNET_MODELS__EMBEDDER=str(model_dir),
+        VISIONNET_MODELS__BATCH_SIZE="8",
+        VISIONNET_ALLOWED_ROOTS=f'["{root}"]',
+        VISIONNET_JOBS__CHUNK_SIZE="16",
+        VISIONNET_WEB__PORT=str(free_port()),
+        VISIONNET_FLOWER__PORT=str(free_port()),
+        VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port()),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def start_up(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [VISIONNET, "up", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C, as a user would; the runner must stop every child."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    root, outside = tmp / "root", tmp / "outside"
+    root.mkdir()
+    outside.mkdir()
+    model_dir = build_tiny_model(tmp / "model")
+    env = stack_env(tmp, model_dir, root)
+    log = tmp / "up.log"
+    proc = start_up(env, log)
+    base = f"http://127.0.0.1:{env['VISIONNET_WEB__PORT']}"
+    try:
+        wait_healthy(base)
+    except AssertionError:
+        stop(proc)
+        print(log.read_text()[-5000:])
+        raise
+    yield Stack(
+        base=base,
+        root=root,
+        outside=outside,
+        data=tmp / "data",
+        model_dir=model_dir,
+        env=env,
+        milvus_uri=f"http://127.0.0.1:{env['VISIONNET_MILVUS__EMBEDDED_PORT']}",
+        redis_url=f"redis+socket://{tmp / 'data' / 'redis' / 'redis.sock'}",
+        log=log,
+    )
+    stop(proc)

@@ -1,0 +1,92 @@
+"""Test helpers: images made on the fly, free ports, polling jobs over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+from PIL import Image, ImageDraw
+
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    """A distinct picture per seed: noise, a colour field and shapes."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+    img = Image.fromarray(base)
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, y0 = int(rng.integers(0, size[0] - 8)), int(rng.integers(0, size[1] - 8))
+        x1, y1 = x0 + int(rng.integers(4, 30)), y0 + int(rng.integers(4, 30))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        draw.rectangle((x0, y0, x1, y1), fill=colour)
+    return img
+
+
+def image_bytes(seed: int, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    make_image(seed).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_images(folder: Path, seeds: range, fmt: str = "PNG") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = {"PNG": "png", "JPEG": "jpg"}[fmt]
+    paths = []
+    for seed in seeds:
+        path = folder / f"img_{seed:04d}.{ext}"
+        path.write_bytes(image_bytes(seed, fmt))
+        paths.append(path)
+    return paths
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait_job(base: str, job_id: str, timeout: float = 120.0, **kw: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = requests.get(f"{base}/api/v1/jobs/{job_id}", timeout=10, **kw)
+        assert r.status_code == 200, r.text
+        job: dict[str, Any] = r.json()
+        if job["state"] in FINAL:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not finished after {timeout}s")
+
+
+def submit(base: str, endpoint: str, **kw: Any) -> str:
+    r = requests.post(f"{base}/api/v1/{endpoint}", timeout=30, **kw)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status_url"] == f"/api/v1/jobs/{body['job_id']}"
+    return str(body["job_id"])
+
+
+def wait_healthy(base: str, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            r = requests.get(f"{base}/api/v1/health", timeout=5)
+            last = r.json()
+            if r.status_code == 200:
+                return dict(last)
+        except requests.ConnectionError as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"not healthy after {timeout}s: {last}")

@@ -1,0 +1,76 @@
+"""API surface over real HTTP: health, unknown jobs, OpenAPI and docs, the page, Flower."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.conftest import Stack
+
+
+def test_health_reports_workers_on_each_queue(stack: Stack) -> None:
+    r = requests.get(f"{stack.base}/api/v1/health", timeout=10)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["redis"] is True
+    queues = {q["queue"]: q["workers"] for q in body["queues"]}
+    assert queues["models"] and queues["store"]
+    assert any(w.startswith("models@") for w in queues["models"])
+    assert any(w.startswith("store@") for w in queues["store"])
+
+
+def test_unknown_job_is_404(stack: Stack) -> None:
+    for job_id in ("0" * 32, "no-such-job"):
+        r = requests.get(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10)
+        assert r.status_code == 404
+        assert r.json()["error"] == "not_found"
+        assert requests.delete(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10).status_code == 404
+
+
+def test_unknown_route_and_method_are_json(stack: Stack) -> None:
+    r = requests.get(f"{stack.base}/api/v1/nothing-here", timeout=10)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = requests.get(f"{stack.base}/api/v1/classify", timeout=10)
+    assert r.status_code == 405 and "message" in r.json()
+
+
+def test_wrong_content_type_is_415(stack: Stack) -> None:
+    r = requests.post(f"{stack.base}/api/v1/classify", data=b"raw", timeout=10,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 415
+    assert r.json()["error"] == "unsupported_media_type"
+
+
+def test_malformed_json_is_400(stack: Stack) -> None:
+    r = requests.post(f"{stack.base}/api/v1/search", data=b"{not json", timeout=10,
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    r = requests.post(f"{stack.base}/api/v1/search", json={"image_id": "xyz"}, timeout=10)
+    assert r.status_code == 400 and "image_id" in r.json()["message"]
+
+
+def test_openapi_document_and_offline_docs(stack: Stack) -> None:
+    spec = requests.get(f"{stack.base}/docs/openapi.json", timeout=10).json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/api/v1/classify", "/api/v1/index", "/api/v1/search", "/api/v1/jobs/{job_id}",
+            "/api/v1/health"} <= set(spec["paths"])
+    classify_body = spec["paths"]["/api/v1/classify"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(classify_body)
+    assert "202" in spec["paths"]["/api/v1/index"]["post"]["responses"]
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    page = requests.get(f"{stack.base}/docs/swagger", timeout=10)
+    assert page.status_code == 200
+    assert "https://" not in page.text  # served from bundled files: works offline
+    asset = requests.get(f"{stack.base}/docs/swagger/js/swagger-ui-bundle.js", timeout=10)
+    assert asset.status_code == 200 and len(asset.content) > 10_000
+
+
+def test_web_page(stack: Stack) -> None:
+    r = requests.get(f"{stack.base}/", timeout=10)
+    assert r.status_code == 200
+    assert "/api/v1/classify" in r.text and "/api/v1/index" in r.text
+
+
+def test_flower_serves_on_loopback(stack: Stack) -> None:
+    port = stack.env["VISIONNET_FLOWER__PORT"]
+    r = requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=10)
+    assert r.status_code == 200 and r.text == "OK"

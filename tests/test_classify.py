@@ -1,0 +1,71 @@
+"""Classify jobs end to end: upload or path -> Redis -> model worker -> result."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from tests.conftest import Stack
+from tests.helpers import image_bytes, submit, wait_job, write_images
+
+
+def _labels(stack: Stack) -> set[str]:
+    config = json.loads((stack.model_dir / "config.json").read_text())
+    return set(config["id2label"].values())
+
+
+def _check_predictions(stack: Stack, predictions: list[dict[str, object]], k: int) -> None:
+    assert len(predictions) == k
+    scores = [float(p["score"]) for p in predictions]  # type: ignore[arg-type]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert sum(scores) <= 1.0 + 1e-5
+    assert {p["label"] for p in predictions} <= _labels(stack)
+
+
+def test_classify_uploads(stack: Stack) -> None:
+    files = [("files", (f"pic{i}.png", image_bytes(i), "image/png")) for i in range(3)]
+    job_id = submit(stack.base, "classify", files=files, data={"top_k": "3"})
+    job = wait_job(stack.base, job_id)
+    assert job["state"] == "succeeded", job
+    assert job["type"] == "classify"
+    assert job["progress"] == {"total": 3, "done": 3, "failed": 0}
+    images = job["result"]["images"]
+    assert [im["name"] for im in images] == ["pic0.png", "pic1.png", "pic2.png"]
+    for im in images:
+        _check_predictions(stack, im["predictions"], 3)
+    assert job["result"]["model"]["random_weights"] is True
+    assert "random weights" in job["result"]["notice"]
+    assert job["created_at"] <= job["finished_at"]
+
+
+def test_classify_by_path_with_default_top_k(stack: Stack) -> None:
+    paths = write_images(stack.root / "classify", range(100, 104), fmt="JPEG")
+    job_id = submit(stack.base, "classify", json={"paths": [str(p) for p in paths]})
+    job = wait_job(stack.base, job_id)
+    assert job["state"] == "succeeded", job
+    for im, path in zip(job["result"]["images"], paths, strict=True):
+        assert im["name"] == str(path)
+        _check_predictions(stack, im["predictions"], 5)
+
+
+def test_classify_non_image_upload_is_400(stack: Stack) -> None:
+    files = [
+        ("files", ("ok.png", image_bytes(1), "image/png")),
+        ("files", ("notes.txt", b"hello, not an image", "text/plain")),
+    ]
+    r = requests.post(f"{stack.base}/api/v1/classify", files=files, timeout=10)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["error"] == "bad_request"
+    assert "notes.txt" in body["message"]
+
+
+def test_classify_bad_top_k_is_400(stack: Stack) -> None:
+    files = [("files", ("a.png", image_bytes(1), "image/png"))]
+    r = requests.post(
+        f"{stack.base}/api/v1/classify", files=files, data={"top_k": "0"}, timeout=10
+    )
+    assert r.status_code == 400
+    assert "top_k" in r.json()["message"]

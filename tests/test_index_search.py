@@ -1,0 +1,183 @@
+"""Index and search jobs end to end, against the real milvus-lite server."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+import requests
+from pymilvus import MilvusClient
+
+from tests.conftest import Stack
+from tests.helpers import sha256_file, submit, wait_job, write_images
+
+
+def _count(stack: Stack, collection: str) -> int:
+    client = MilvusClient(uri=stack.milvus_uri)
+    try:
+        client.load_collection(collection)
+        rows = client.query(collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+    finally:
+        client.close()
+
+
+def _index(stack: Stack, path: str, collection: str) -> dict[str, Any]:
+    job_id = submit(stack.base, "index", json={"source": {"path": path}, "collection": collection})
+    job = wait_job(stack.base, job_id, timeout=180)
+    assert job["state"] == "succeeded", job
+    return job
+
+
+@pytest.fixture(scope="module")
+def indexed(stack: Stack) -> dict[str, Any]:
+    folder = stack.root / "set50"
+    paths = write_images(folder / "a", range(0, 25)) + write_images(folder / "b", range(25, 50))
+    first = _index(stack, str(folder), "set50")
+    return {"folder": folder, "paths": paths, "first": first}
+
+
+def test_index_stores_each_image_once(stack: Stack, indexed: dict[str, Any]) -> None:
+    result = indexed["first"]["result"]
+    assert result["total"] == 50
+    assert result["indexed"] == 50
+    assert result["skipped"] == 0 and result["failed"] == 0
+    assert indexed["first"]["progress"] == {"total": 50, "done": 50, "failed": 0}
+    assert _count(stack, "set50") == 50
+
+
+def test_reindex_stores_nothing_new(stack: Stack, indexed: dict[str, Any]) -> None:
+    again = _index(stack, str(indexed["folder"]), "set50")["result"]
+    assert (again["total"], again["indexed"], again["skipped"]) == (50, 0, 50)
+    assert _count(stack, "set50") == 50
+
+
+def test_copy_under_another_name_is_not_stored_twice(
+    stack: Stack, indexed: dict[str, Any]
+) -> None:
+    original = indexed["paths"][7]
+    shutil.copy(original, indexed["folder"] / "b" / "renamed_copy.png")
+    result = _index(stack, str(indexed["folder"]), "set50")["result"]
+    assert (result["total"], result["indexed"], result["skipped"]) == (51, 0, 51)
+    assert _count(stack, "set50") == 50
+
+
+def test_search_with_an_indexed_image_finds_it_first(
+    stack: Stack, indexed: dict[str, Any]
+) -> None:
+    query = indexed["paths"][3]
+    with query.open("rb") as fh:
+        job_id = submit(
+            stack.base, "search",
+            files={"image": ("query.png", fh, "image/png")},
+            data={"k": "5", "collection": "set50"},
+        )
+    job = wait_job(stack.base, job_id)
+    assert job["state"] == "succeeded", job
+    hits = job["result"]["hits"]
+    assert len(hits) == 5
+    assert hits[0]["id"] == sha256_file(query)
+    assert hits[0]["path"] == str(query)
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_search_by_image_id(stack: Stack, indexed: dict[str, Any]) -> None:
+    image_id = sha256_file(indexed["paths"][30])
+    job_id = submit(
+        stack.base, "search", json={"image_id": image_id, "k": 3, "collection": "set50"}
+    )
+    job = wait_job(stack.base, job_id)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["hits"][0]["id"] == image_id
+    assert job["result"]["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_search_unknown_image_id_fails_the_job(stack: Stack, indexed: dict[str, Any]) -> None:
+    job_id = submit(stack.base, "search", json={"image_id": "0" * 64, "collection": "set50"})
+    job = wait_job(stack.base, job_id)
+    assert job["state"] == "failed"
+    assert "not in collection" in job["error"]
+
+
+def test_search_missing_collection_fails_the_job(stack: Stack) -> None:
+    job_id = submit(stack.base, "search", json={"image_id": "a" * 64, "collection": "nope"})
+    job = wait_job(stack.base, job_id)
+    assert job["state"] == "failed"
+    assert "does not exist" in job["error"]
+
+
+def test_search_non_image_upload_is_400(stack: Stack) -> None:
+    r = requests.post(
+        f"{stack.base}/api/v1/search",
+        files={"image": ("x.jpg", b"\xff\xd8 truncated nonsense", "image/jpeg")},
+        timeout=10,
+    )
+    assert r.status_code == 400
+    assert "x.jpg" in r.json()["message"]
+
+
+def test_corrupt_file_fails_alone(stack: Stack) -> None:
+    folder = stack.root / "with_corrupt"
+    write_images(folder, range(200, 205))
+    bad = folder / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
+    job = _index(stack, str(folder), "corrupt")
+    result = job["result"]
+    assert (result["total"], result["indexed"], result["failed"]) == (6, 5, 1)
+    assert [e["path"] for e in result["errors"]] == [str(bad)]
+    assert job["progress"]["failed"] == 1
+    assert _count(stack, "corrupt") == 5
+
+
+def test_index_path_outside_roots_is_400(stack: Stack) -> None:
+    write_images(stack.outside, range(300, 302))
+    for path in (str(stack.outside), str(stack.root / ".." / "outside"), "/etc", "relative/dir"):
+        r = requests.post(
+            f"{stack.base}/api/v1/index", json={"source": {"path": path}}, timeout=10
+        )
+        assert r.status_code == 400, path
+        assert r.json()["error"] == "path_not_allowed"
+
+
+def test_symlink_escaping_roots_is_400(stack: Stack) -> None:
+    link = stack.root / "escape"
+    if not link.exists():
+        link.symlink_to(stack.outside, target_is_directory=True)
+    r = requests.post(f"{stack.base}/api/v1/index", json={"source": {"path": str(link)}},
+                      timeout=10)
+    assert r.status_code == 400
+    r = requests.post(
+        f"{stack.base}/api/v1/classify", json={"paths": [str(stack.outside / "img_0300.png")]},
+        timeout=10,
+    )
+    assert r.status_code == 400
+
+
+def test_bad_collection_name_is_400(stack: Stack) -> None:
+    r = requests.post(
+        f"{stack.base}/api/v1/index",
+        json={"source": {"path": str(stack.root)}, "collection": "bad name; drop"},
+        timeout=10,
+    )
+    assert r.status_code == 400
+    assert "collection" in r.json()["message"]
+
+
+def test_cancel_an_index_job(stack: Stack) -> None:
+    folder = stack.root / "to_cancel"
+    write_images(folder, range(400, 480))
+    job_id = submit(stack.base, "index", json={"source": {"path": str(folder)},
+                                                 "collection": "cancelled"})
+    r = requests.delete(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10)
+    if r.status_code == 409:  # it won the race and finished: nothing left to cancel
+        assert wait_job(stack.base, job_id)["state"] == "succeeded"
+        return
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "cancelled"
+    job = wait_job(stack.base, job_id)
+    assert job["state"] == "cancelled"
+    assert job["finished_at"] is not None
+    r = requests.delete(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10)
+    assert r.status_code == 409

@@ -1,0 +1,41 @@
+"""Job records on the stack's real Redis: chunk reports count once, completion is exact."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Stack
+from visionnet.jobs import ChunkReport, JobState, JobStore, JobType
+from visionnet.redis_conn import connect
+
+
+@pytest.fixture
+def jobs(stack: Stack) -> JobStore:
+    return JobStore(connect(stack.redis_url), ttl_s=60, max_errors=2)
+
+
+def test_redelivered_chunk_counts_once(jobs: JobStore) -> None:
+    job = jobs.create(JobType.INDEX, {"collection": "c"})
+    jobs.add_planned(job, files=10, chunks=2)
+    assert not jobs.record_chunk(job, ChunkReport(0, 4, 1, 0, []))
+    assert not jobs.record_chunk(job, ChunkReport(0, 4, 1, 0, []))  # redelivered
+    record = jobs.get(job)
+    assert record is not None
+    assert (record["indexed"], record["skipped"], record["done"]) == ("4", "1", "5")
+    errors = [{"path": f"/x/{i}", "error": "bad"} for i in range(3)]
+    # Planning is not finished: the last chunk alone cannot finish the job.
+    assert not jobs.record_chunk(job, ChunkReport(1, 2, 0, 3, errors))
+    assert jobs.state(job) == JobState.QUEUED
+    assert jobs.finish_planning(job)
+    assert jobs.state(job) == JobState.SUCCEEDED
+    assert len(jobs.errors(job)) == 2  # capped, while the count stays exact
+    assert jobs.get(job)["failed"] == "3"  # type: ignore[index]
+
+
+def test_final_states_stick(jobs: JobStore) -> None:
+    job = jobs.create(JobType.SEARCH, {})
+    assert jobs.transition(job, JobState.CANCELLED)
+    assert not jobs.transition(job, JobState.SUCCEEDED, result={"x": 1})
+    assert jobs.state(job) == JobState.CANCELLED
+    assert not jobs.is_active(job)
+    assert jobs.transition("missing", JobState.RUNNING) is False
