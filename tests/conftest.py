@@ -62,7 +62,10 @@ def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str,
 
 def start_up(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [VISIONNET, "up", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [VISIONNET, "up", *args],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 

@@ -34,15 +34,23 @@ def test_unknown_route_and_method_are_json(stack: Stack) -> None:
 
 
 def test_wrong_content_type_is_415(stack: Stack) -> None:
-    r = requests.post(f"{stack.base}/api/v1/classify", data=b"raw", timeout=10,
-                      headers={"Content-Type": "application/octet-stream"})
+    r = requests.post(
+        f"{stack.base}/api/v1/classify",
+        data=b"raw",
+        timeout=10,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert r.status_code == 415
     assert r.json()["error"] == "unsupported_media_type"
 
 
 def test_malformed_json_is_400(stack: Stack) -> None:
-    r = requests.post(f"{stack.base}/api/v1/search", data=b"{not json", timeout=10,
-                      headers={"Content-Type": "application/json"})
+    r = requests.post(
+        f"{stack.base}/api/v1/search",
+        data=b"{not json",
+        timeout=10,
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400
     r = requests.post(f"{stack.base}/api/v1/search", json={"image_id": "xyz"}, timeout=10)
     assert r.status_code == 400 and "image_id" in r.json()["message"]
@@ -51,8 +59,13 @@ def test_malformed_json_is_400(stack: Stack) -> None:
 def test_openapi_document_and_offline_docs(stack: Stack) -> None:
     spec = requests.get(f"{stack.base}/docs/openapi.json", timeout=10).json()
     assert spec["openapi"].startswith("3.")
-    assert {"/api/v1/classify", "/api/v1/index", "/api/v1/search", "/api/v1/jobs/{job_id}",
-            "/api/v1/health"} <= set(spec["paths"])
+    assert {
+        "/api/v1/classify",
+        "/api/v1/index",
+        "/api/v1/search",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/health",
+    } <= set(spec["paths"])
     classify_body = spec["paths"]["/api/v1/classify"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(classify_body)
     assert "202" in spec["paths"]["/api/v1/index"]["post"]["responses"]

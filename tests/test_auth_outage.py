@@ -16,8 +16,9 @@ def _settings(**overrides: object) -> Settings:
 
 
 def test_api_requires_the_token_when_set(stack: Stack) -> None:
-    settings = _settings(redis_url=stack.redis_url, web={"api_token": "t0ken"},
-                         allowed_roots=[stack.root])
+    settings = _settings(
+        redis_url=stack.redis_url, web={"api_token": "t0ken"}, allowed_roots=[stack.root]
+    )
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     assert client.get("/api/v1/jobs/abc").status_code == 401
     r = client.get("/api/v1/jobs/abc", headers={"Authorization": "Bearer wrong"})
@@ -28,13 +29,13 @@ def test_api_requires_the_token_when_set(stack: Stack) -> None:
 
 
 def test_broker_outage_is_503(tmp_path: Path) -> None:
-    settings = _settings(redis_url=f"redis+socket://{tmp_path}/absent.sock",
-                         allowed_roots=[tmp_path])
+    settings = _settings(
+        redis_url=f"redis+socket://{tmp_path}/absent.sock", allowed_roots=[tmp_path]
+    )
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     r = client.post("/api/v1/index", json={"source": {"path": str(tmp_path)}})
     assert r.status_code == 503
-    assert r.json == {"error": "unavailable",
-                      "message": "Broker or result backend unavailable."}
+    assert r.json == {"error": "unavailable", "message": "Broker or result backend unavailable."}
     r = client.get("/api/v1/health")
     assert r.status_code == 503 and r.json["redis"] is False  # type: ignore[index]
 
@@ -45,7 +46,9 @@ def test_oversized_upload_is_413(stack: Stack, size: int) -> None:
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     import io
 
-    r = client.post("/api/v1/classify",
-                    data={"files": (io.BytesIO(b"x" * (size * 2)), "big.png")},
-                    content_type="multipart/form-data")
+    r = client.post(
+        "/api/v1/classify",
+        data={"files": (io.BytesIO(b"x" * (size * 2)), "big.png")},
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 413 and "error" in r.json  # type: ignore[operator]

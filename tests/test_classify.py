@@ -64,8 +64,6 @@ def test_classify_non_image_upload_is_400(stack: Stack) -> None:
 
 def test_classify_bad_top_k_is_400(stack: Stack) -> None:
     files = [("files", ("a.png", image_bytes(1), "image/png"))]
-    r = requests.post(
-        f"{stack.base}/api/v1/classify", files=files, data={"top_k": "0"}, timeout=10
-    )
+    r = requests.post(f"{stack.base}/api/v1/classify", files=files, data={"top_k": "0"}, timeout=10)
     assert r.status_code == 400
     assert "top_k" in r.json()["message"]

@@ -53,9 +53,7 @@ def test_reindex_stores_nothing_new(stack: Stack, indexed: dict[str, Any]) -> No
     assert _count(stack, "set50") == 50
 
 
-def test_copy_under_another_name_is_not_stored_twice(
-    stack: Stack, indexed: dict[str, Any]
-) -> None:
+def test_copy_under_another_name_is_not_stored_twice(stack: Stack, indexed: dict[str, Any]) -> None:
     original = indexed["paths"][7]
     shutil.copy(original, indexed["folder"] / "b" / "renamed_copy.png")
     result = _index(stack, str(indexed["folder"]), "set50")["result"]
@@ -63,13 +61,12 @@ def test_copy_under_another_name_is_not_stored_twice(
     assert _count(stack, "set50") == 50
 
 
-def test_search_with_an_indexed_image_finds_it_first(
-    stack: Stack, indexed: dict[str, Any]
-) -> None:
+def test_search_with_an_indexed_image_finds_it_first(stack: Stack, indexed: dict[str, Any]) -> None:
     query = indexed["paths"][3]
     with query.open("rb") as fh:
         job_id = submit(
-            stack.base, "search",
+            stack.base,
+            "search",
             files={"image": ("query.png", fh, "image/png")},
             data={"k": "5", "collection": "set50"},
         )
@@ -134,9 +131,7 @@ def test_corrupt_file_fails_alone(stack: Stack) -> None:
 def test_index_path_outside_roots_is_400(stack: Stack) -> None:
     write_images(stack.outside, range(300, 302))
     for path in (str(stack.outside), str(stack.root / ".." / "outside"), "/etc", "relative/dir"):
-        r = requests.post(
-            f"{stack.base}/api/v1/index", json={"source": {"path": path}}, timeout=10
-        )
+        r = requests.post(f"{stack.base}/api/v1/index", json={"source": {"path": path}}, timeout=10)
         assert r.status_code == 400, path
         assert r.json()["error"] == "path_not_allowed"
 
@@ -145,11 +140,13 @@ def test_symlink_escaping_roots_is_400(stack: Stack) -> None:
     link = stack.root / "escape"
     if not link.exists():
         link.symlink_to(stack.outside, target_is_directory=True)
-    r = requests.post(f"{stack.base}/api/v1/index", json={"source": {"path": str(link)}},
-                      timeout=10)
+    r = requests.post(
+        f"{stack.base}/api/v1/index", json={"source": {"path": str(link)}}, timeout=10
+    )
     assert r.status_code == 400
     r = requests.post(
-        f"{stack.base}/api/v1/classify", json={"paths": [str(stack.outside / "img_0300.png")]},
+        f"{stack.base}/api/v1/classify",
+        json={"paths": [str(stack.outside / "img_0300.png")]},
         timeout=10,
     )
     assert r.status_code == 400
@@ -168,8 +165,9 @@ def test_bad_collection_name_is_400(stack: Stack) -> None:
 def test_cancel_an_index_job(stack: Stack) -> None:
     folder = stack.root / "to_cancel"
     write_images(folder, range(400, 480))
-    job_id = submit(stack.base, "index", json={"source": {"path": str(folder)},
-                                                 "collection": "cancelled"})
+    job_id = submit(
+        stack.base, "index", json={"source": {"path": str(folder)}, "collection": "cancelled"}
+    )
     r = requests.delete(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10)
     if r.status_code == 409:  # it won the race and finished: nothing left to cancel
         assert wait_job(stack.base, job_id)["state"] == "succeeded"

@@ -10,7 +10,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import VISIONNET, start_up, stack_env, stop
+from tests.conftest import VISIONNET, stack_env, start_up, stop
 from tests.helpers import image_bytes, submit, wait_healthy, wait_job
 
 

@@ -40,7 +40,9 @@ def test_env_overrides_nested_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert s.resolved_roots == [tmp_path.resolve()]
 
 
-def test_user_file_between_defaults_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_user_file_between_defaults_and_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     user = tmp_path / "visionnet.toml"
     user.write_text('profile = "default"\n[jobs]\nchunk_size = 64\n[web]\nport = 7000\n')
     monkeypatch.setenv("VISIONNET_CONFIG_FILE", str(user))

@@ -44,7 +44,11 @@ def test_web_process_stays_light(stack: Stack) -> None:
     write_images(folder, range(500, 504))
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(free_port()), str(folder)],
-        env=stack.env, capture_output=True, text=True, timeout=300, check=True,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["states"] == ["succeeded", "succeeded", "succeeded", 200]

@@ -55,8 +55,11 @@ def web() -> None:
 
     settings = get_settings()
     waitress.serve(
-        create_app(), host=settings.web.host, port=settings.web.port,
-        threads=settings.web.threads, max_request_body_size=settings.web.max_upload_bytes,
+        create_app(),
+        host=settings.web.host,
+        port=settings.web.port,
+        threads=settings.web.threads,
+        max_request_body_size=settings.web.max_upload_bytes,
     )
 
 
@@ -78,18 +81,24 @@ def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
 
     queue = MODELS_QUEUE if kind == "models" else STORE_QUEUE
     default_name = f"{kind}-gpu{gpu}@%h" if gpu is not None else f"{kind}@%h"
-    app.worker_main([
-        "worker",
-        "--queues", queue,
-        # One process per worker: a model worker owns one device; the store
-        # worker must be the only writer.
-        "--concurrency", "1",
-        "--hostname", name or default_name,
-        "--task-events",
-        "--loglevel", loglevel,
-        "--without-mingle",
-        "--without-gossip",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            queue,
+            # One process per worker: a model worker owns one device; the store
+            # worker must be the only writer.
+            "--concurrency",
+            "1",
+            "--hostname",
+            name or default_name,
+            "--task-events",
+            "--loglevel",
+            loglevel,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
 
 
 @main.command()

@@ -31,23 +31,34 @@ def redis_server_argv(settings: Settings) -> list[str]:
     state.mkdir(parents=True, exist_ok=True)
     return [
         redis_server_binary(),
-        "--port", "0",  # no TCP listener at all: only the unix socket
-        "--unixsocket", str(settings.redis_socket),
-        "--unixsocketperm", "700",
-        "--dir", str(state),
-        "--save", "60 1",
-        "--appendonly", "no",
-        "--loglevel", "warning",
+        "--port",
+        "0",  # no TCP listener at all: only the unix socket
+        "--unixsocket",
+        str(settings.redis_socket),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(state),
+        "--save",
+        "60 1",
+        "--appendonly",
+        "no",
+        "--loglevel",
+        "warning",
     ]
 
 
 def milvus_server_argv(settings: Settings) -> list[str]:
     exe = Path(sys.executable).with_name("milvus-lite")
     return [
-        str(exe) if exe.exists() else "milvus-lite", "server",
-        "--data-dir", str(settings.data_path / "milvus"),
-        "--host", "127.0.0.1",
-        "--port", str(settings.milvus.embedded_port),
+        str(exe) if exe.exists() else "milvus-lite",
+        "server",
+        "--data-dir",
+        str(settings.data_path / "milvus"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.milvus.embedded_port),
     ]
 
 

@@ -34,7 +34,9 @@ class Services:
         celery.conf.update(celery_config(settings))
         # Publishing fails fast in a request: the caller gets a 503, not a hang.
         celery.conf.broker_transport_options = {
-            "socket_timeout": 3, "socket_connect_timeout": 3, "max_retries": 1,
+            "socket_timeout": 3,
+            "socket_connect_timeout": 3,
+            "max_retries": 1,
         }
         celery.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0.2}
         url = settings.effective_redis_url

@@ -13,7 +13,7 @@ from web.errors import APIError
 def read_image_upload(upload: FileStorage) -> bytes:
     """The file's bytes, or a 400 naming the file if Pillow cannot identify an image."""
     name = upload.filename or "upload"
-    data = upload.read()
+    data: bytes = upload.read()
     if not data:
         raise APIError(400, "bad_request", f"file {name!r} is empty")
     try:

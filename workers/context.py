@@ -48,9 +48,7 @@ class WorkerContext:
     @cached_property
     def store(self) -> VectorStore:
         m = self.settings.milvus
-        return VectorStore(
-            self.settings.effective_milvus_uri, m.token, m.timeout_s, m.search_ef
-        )
+        return VectorStore(self.settings.effective_milvus_uri, m.token, m.timeout_s, m.search_ef)
 
 
 class VisionTask(Task):  # type: ignore[misc]

@@ -16,9 +16,13 @@ from web.services import services
 
 M = TypeVar("M", bound=BaseModel)
 API_PREFIX = "/api/v1"
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
-ERRORS: dict[int, type[BaseModel]] = {400: ErrorBody, 401: ErrorBody, 503: ErrorBody}
+ERRORS: dict[str | int, type[BaseModel] | dict[Any, Any] | None] = {
+    400: ErrorBody,
+    401: ErrorBody,
+    503: ErrorBody,
+}
 
 
 def api_blueprint(name: str, tag: str, description: str) -> APIBlueprint:
@@ -74,9 +78,7 @@ def parse_dual(form: type[BaseModel], json_model: type[M]) -> BaseModel:
         if not isinstance(body, dict):
             raise APIError(400, "bad_request", "request body must be a JSON object")
         return json_model.model_validate(body)
-    raise APIError(
-        415, "unsupported_media_type", "send multipart/form-data or application/json"
-    )
+    raise APIError(415, "unsupported_media_type", "send multipart/form-data or application/json")
 
 
 def allowed_path(path: str) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import redis
 from typing import Any
+
+import redis
 from kombu.exceptions import OperationalError
 
 from visionnet.queues import MODELS_QUEUE, STORE_QUEUE
@@ -14,8 +15,11 @@ from web.services import services
 bp = api_blueprint("health", "health", "Service health.")
 
 
-@bp.get("/health", summary="Redis reachable and workers consuming each queue",
-        responses={200: Health, 503: Health})
+@bp.get(
+    "/health",
+    summary="Redis reachable and workers consuming each queue",
+    responses={200: Health, 503: Health},
+)
 def health() -> Any:
     svc = services()
     consumers: dict[str, list[str]] = {MODELS_QUEUE: [], STORE_QUEUE: []}

@@ -21,14 +21,20 @@ def _load(job_id: str) -> dict[str, str]:
     return record
 
 
-@bp.get("/jobs/<job_id>", summary="State, progress and result of a job",
-        responses={200: JobView, 404: ErrorBody, **ERRORS})
+@bp.get(
+    "/jobs/<job_id>",
+    summary="State, progress and result of a job",
+    responses={200: JobView, 404: ErrorBody, **ERRORS},
+)
 def get_job(path: JobPath) -> Any:
     return job_document(_load(path.job_id), services().jobs)
 
 
-@bp.delete("/jobs/<job_id>", summary="Cancel a job",
-           responses={202: JobView, 404: ErrorBody, 409: ErrorBody, **ERRORS})
+@bp.delete(
+    "/jobs/<job_id>",
+    summary="Cancel a job",
+    responses={202: JobView, 404: ErrorBody, 409: ErrorBody, **ERRORS},
+)
 def cancel_job(path: JobPath) -> Any:
     svc = services()
     _load(path.job_id)

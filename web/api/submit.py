@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
+
+from pydantic import BaseModel
 
 from visionnet.jobs import JobType
 from visionnet.queues import CLASSIFY, PLAN_INDEX, SEARCH
@@ -21,6 +22,7 @@ from web.errors import APIError
 from web.schemas import (
     ClassifyForm,
     ClassifyJson,
+    ErrorBody,
     IndexBody,
     JobAccepted,
     SearchForm,
@@ -30,7 +32,12 @@ from web.services import services
 from web.uploads import read_image_upload
 
 bp = api_blueprint("submit", "jobs", "Submit classify, index and search jobs.")
-RESPONSES = {202: JobAccepted, **ERRORS, 413: ERRORS[400], 415: ERRORS[400]}
+RESPONSES: dict[str | int, type[BaseModel] | dict[Any, Any] | None] = {
+    202: JobAccepted,
+    **ERRORS,
+    413: ErrorBody,
+    415: ErrorBody,
+}
 
 
 @bp.post(
@@ -59,11 +66,14 @@ def classify() -> Any:
             sources.append({"path": resolved})
         job_id = svc.jobs.create(JobType.CLASSIFY, {"top_k": top_k}, total=count)
     else:
-        payloads = [(f.filename or f"upload-{i}", read_image_upload(f))
-                    for i, f in enumerate(req.files)]
+        payloads = [
+            (f.filename or f"upload-{i}", read_image_upload(f)) for i, f in enumerate(req.files)
+        ]
         job_id = svc.jobs.create(JobType.CLASSIFY, {"top_k": top_k}, total=count)
-        sources = [{"blob": svc.blobs.put(job_id, i, data), "name": name}
-                   for i, (name, data) in enumerate(payloads)]
+        sources = [
+            {"blob": svc.blobs.put(job_id, i, data), "name": name}
+            for i, (name, data) in enumerate(payloads)
+        ]
     svc.send(CLASSIFY, job_id, sources=sources, top_k=top_k)
     return accepted(job_id)
 

@@ -40,7 +40,7 @@ def build_demo_model(
     from transformers import ResNetConfig, ResNetForImageClassification, ViTImageProcessorPil
 
     torch.manual_seed(seed)
-    config = ResNetConfig(
+    config = ResNetConfig(  # type: ignore[call-arg]
         embedding_size=hidden_sizes[0],
         hidden_sizes=list(hidden_sizes),
         depths=[1] * len(hidden_sizes),
@@ -50,7 +50,8 @@ def build_demo_model(
         label2id={label: i for i, label in enumerate(labels)},
     )
     setattr(config, RANDOM_WEIGHTS_FLAG, True)
-    model = ResNetForImageClassification(config).eval()
+    model = ResNetForImageClassification(config)
+    model.eval()  # type: ignore[no-untyped-call]
     processor = ViTImageProcessorPil(
         size={"height": image_size, "width": image_size},
         image_mean=[0.485, 0.456, 0.406],

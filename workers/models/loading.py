@@ -31,7 +31,9 @@ def load_pretrained(loader: Callable[..., T], ref: str, *, offline: bool, **kwar
     local = Path(ref).expanduser()
     is_local = local.is_dir()
     if not is_local and (ref.startswith(("/", ".", "~")) or local.exists()):
-        raise ModelUnavailableError(f"Model directory {ref!r} does not exist or is not a directory.")
+        raise ModelUnavailableError(
+            f"Model directory {ref!r} does not exist or is not a directory."
+        )
     try:
         return loader(str(local) if is_local else ref, local_files_only=offline, **kwargs)
     except (OSError, ValueError) as exc:

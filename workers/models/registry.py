@@ -41,8 +41,11 @@ class ModelRegistry:
                 self._classifier = Classifier(
                     self._classifier_ref, self.device, offline=self._offline
                 )
-                log.info("loaded classifier %s in %.2fs", self._classifier_ref,
-                         time.perf_counter() - start)
+                log.info(
+                    "loaded classifier %s in %.2fs",
+                    self._classifier_ref,
+                    time.perf_counter() - start,
+                )
             return self._classifier
 
     def embedder(self) -> Embedder:
@@ -50,6 +53,7 @@ class ModelRegistry:
             if self._embedder is None:
                 start = time.perf_counter()
                 self._embedder = Embedder(self._embedder_ref, self.device, offline=self._offline)
-                log.info("loaded embedder %s in %.2fs", self._embedder_ref,
-                         time.perf_counter() - start)
+                log.info(
+                    "loaded embedder %s in %.2fs", self._embedder_ref, time.perf_counter() - start
+                )
             return self._embedder

@@ -48,9 +48,9 @@ def read_path(path: str, roots: list[Path]) -> RawFile | FileError:
 
 def decode(raw: RawFile) -> Image.Image | FileError:
     try:
-        with Image.open(io.BytesIO(raw.data)) as img:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+        with Image.open(io.BytesIO(raw.data)) as opened:
+            upright = ImageOps.exif_transpose(opened)
+            return upright.convert("RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         return FileError(raw.name, f"not a decodable image: {exc}")
     except (OSError, ValueError, SyntaxError) as exc:

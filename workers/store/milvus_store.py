@@ -111,7 +111,9 @@ class VectorStore:
         rows = self._with_loaded(
             name,
             lambda: self._client.query(
-                name, filter=f"id in {json.dumps(list(ids))}", output_fields=["id"],
+                name,
+                filter=f"id in {json.dumps(list(ids))}",
+                output_fields=["id"],
                 timeout=self._timeout,
             ),
         )

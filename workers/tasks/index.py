@@ -53,12 +53,17 @@ def plan_index(self: VisionTask, *, job_id: str, root: str, collection: str) -> 
         # Count the chunk before it can possibly report back.
         ctx.jobs.add_planned(job_id, files=len(paths), chunks=1)
         embed = self.app.signature(
-            EMBED_CHUNK, kwargs={"job_id": job_id, "chunk_no": chunk_no, "paths": paths,
-                                 "collection": collection},
+            EMBED_CHUNK,
+            kwargs={
+                "job_id": job_id,
+                "chunk_no": chunk_no,
+                "paths": paths,
+                "collection": collection,
+            },
         )
         write = self.app.signature(
-            WRITE_CHUNK, kwargs={"job_id": job_id, "chunk_no": chunk_no,
-                                 "collection": collection},
+            WRITE_CHUNK,
+            kwargs={"job_id": job_id, "chunk_no": chunk_no, "collection": collection},
         )
         (embed | write).apply_async()
     ctx.jobs.finish_planning(job_id)
@@ -119,7 +124,12 @@ def embed_chunk(
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
     log.info(
         "job %s chunk %d: %d files, %d embedded, %d already stored, %d errors; %s",
-        job_id, chunk_no, len(paths), len(ids), len(stored), len(errors),
+        job_id,
+        chunk_no,
+        len(paths),
+        len(ids),
+        len(stored),
+        len(errors),
         " ".join(f"{k}={v:.3f}s" for k, v in timings.items()),
     )
     return {
@@ -145,7 +155,11 @@ def embed_chunk(
     max_retries=8,
 )
 def write_chunk(
-    self: VisionTask, payload: ChunkPayload | None, *, job_id: str, chunk_no: int,
+    self: VisionTask,
+    payload: ChunkPayload | None,
+    *,
+    job_id: str,
+    chunk_no: int,
     collection: str,
 ) -> None:
     """The only task that writes vectors; its queue has exactly one consumer."""
@@ -165,9 +179,16 @@ def write_chunk(
         vectors = unpack(payload["vectors"], payload["dim"])
         now = int(time.time())
         rows = [
-            Row(id=cid, vector=vectors[i].tolist(), path=payload["paths"][i],
-                size=payload["sizes"][i], model=payload["model"], indexed_at=now)
-            for i, cid in enumerate(payload["ids"]) if cid in new_ids
+            Row(
+                id=cid,
+                vector=vectors[i].tolist(),
+                path=payload["paths"][i],
+                size=payload["sizes"][i],
+                model=payload["model"],
+                indexed_at=now,
+            )
+            for i, cid in enumerate(payload["ids"])
+            if cid in new_ids
         ]
         ctx.store.upsert(collection, rows)
     report = ChunkReport(
@@ -178,5 +199,10 @@ def write_chunk(
         errors=payload["errors"],
     )
     ctx.jobs.record_chunk(job_id, report)
-    log.info("job %s chunk %d: wrote %d rows in %.3fs", job_id, chunk_no, len(new_ids),
-             time.perf_counter() - start)
+    log.info(
+        "job %s chunk %d: wrote %d rows in %.3fs",
+        job_id,
+        chunk_no,
+        len(new_ids),
+        time.perf_counter() - start,
+    )

@@ -37,7 +37,9 @@ def _query_vector(task: VisionTask, query: dict[str, Any], collection: str) -> l
 
 
 @shared_task(name=SEARCH, base=VisionTask, bind=True, acks_late=True)
-def search(self: VisionTask, *, job_id: str, query: dict[str, Any], collection: str, k: int) -> None:
+def search(
+    self: VisionTask, *, job_id: str, query: dict[str, Any], collection: str, k: int
+) -> None:
     ctx = self.ctx
     if not ctx.jobs.transition(job_id, JobState.RUNNING, started_at=f"{time.time():.3f}"):
         return

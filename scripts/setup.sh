@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create .venv and install VisionNet with the given extras (default: cpu).
+# Re-running is cheap: the install is skipped while pyproject.toml and the
+# extras are unchanged. VISIONNET_TORCH=gpu installs the CUDA build of torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${VISIONNET_TORCH:-cpu}${1:+,$1}"
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=".venv/.visionnet-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing visionnet[$extras] into .venv ..." >&2
+  # pip's log goes to a file (this machine's pip config is noisy); shown on failure.
+  if ! .venv/bin/python -m pip install --quiet -e ".[$extras]" > .venv/pip.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/pip.log >&2
+    exit 1
+  fi
+  .venv/bin/python -c "import visionnet, workers, web, config" # fails loudly if the install did
+  echo "$want" > "$stamp"
+fi
