@@ -58,3 +58,17 @@ def test_missing_local_directory(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelUnavailableError, match="not a saved transformers model"):
         Embedder(str(tmp_path / "empty"), "cpu")
+
+
+def test_demo_model_builds_once_and_loads(tmp_path: Path) -> None:
+    from workers.models.demo import DEMO_LABELS, ensure_demo_model
+
+    target = tmp_path / "models" / "demo"
+    assert ensure_demo_model(target) == target
+    stamp = (target / "model.safetensors").stat().st_mtime_ns
+    ensure_demo_model(target)  # already there: not rebuilt
+    assert (target / "model.safetensors").stat().st_mtime_ns == stamp
+    assert [p.name for p in target.parent.iterdir()] == ["demo"]  # no staging left behind
+    clf = Classifier(str(target), "cpu")
+    labels = {p.label for p in clf.predict([make_image(3)], top_k=3)[0]}
+    assert labels <= set(DEMO_LABELS)

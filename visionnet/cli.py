@@ -123,11 +123,13 @@ def build_demo(out_dir: Path | None, force: bool) -> None:
 
 
 def _ensure_demo_model(target: Path, force: bool = False) -> None:
-    from workers.models.demo import build_demo_model, is_built
+    from workers.models.demo import build_demo_model, ensure_demo_model, is_built
 
-    if force or not is_built(target):
-        click.echo(f"building demo model in {target}")
+    if force:
         build_demo_model(target)
+    elif not is_built(target):
+        click.echo(f"building demo model in {target}")
+        ensure_demo_model(target)
 
 
 if __name__ == "__main__":

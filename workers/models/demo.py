@@ -63,6 +63,24 @@ def build_demo_model(
     return out_dir
 
 
+def ensure_demo_model(model_dir: Path) -> Path:
+    """Build the demo model once; safe when several processes race to do it."""
+    if is_built(model_dir):
+        return model_dir
+    import os
+    import shutil
+    import tempfile
+
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=model_dir.parent))
+    build_demo_model(staging)
+    try:
+        os.replace(staging, model_dir)  # atomic: readers never see half a model
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another process won the race
+    return model_dir
+
+
 def is_built(model_dir: Path) -> bool:
     return (model_dir / "config.json").is_file() and (
         model_dir / "preprocessor_config.json"
