@@ -52,6 +52,9 @@ class MilvusSettings(BaseModel):
     embedded_port: int = Field(19530, ge=0, le=65535, description="Embedded server port.")
     timeout_s: float = Field(120.0, gt=0, description="Timeout of one write or search call.")
     search_ef: int = Field(128, gt=0, description="HNSW ef used by searches.")
+    writer_lock_wait_s: float = Field(
+        35.0, ge=0, description="How long a store worker waits for the single-writer lock."
+    )
 
 
 class ModelSettings(BaseModel):

@@ -39,3 +39,15 @@ def test_final_states_stick(jobs: JobStore) -> None:
     assert jobs.state(job) == JobState.CANCELLED
     assert not jobs.is_active(job)
     assert jobs.transition("missing", JobState.RUNNING) is False
+
+
+def test_writer_lock_is_kept_alive_and_exclusive(stack: Stack) -> None:
+    import time
+
+    from workers.store.writer_lock import WriterLockTakenError, hold_writer_lock
+
+    client = connect(stack.redis_url)
+    hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-writer-lock")
+    time.sleep(3.5)  # more than twice the TTL: only the refresh thread keeps it
+    with pytest.raises(WriterLockTakenError, match="exactly one writer"):
+        hold_writer_lock(client, wait_s=0.2, ttl_s=1.5, key="test-writer-lock")

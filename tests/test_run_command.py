@@ -10,7 +10,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import VISIONNET, stack_env, start_up, stop
+from tests.conftest import VISIONNET, Stack, stack_env, start_up, stop
 from tests.helpers import image_bytes, submit, wait_healthy, wait_job
 
 
@@ -44,3 +44,16 @@ def test_cli_help_lists_commands() -> None:
     out = subprocess.run([VISIONNET, "--help"], capture_output=True, text=True, check=True)
     for command in ("up", "web", "worker", "flower", "build-demo"):
         assert command in out.stdout
+
+
+def test_a_second_store_writer_is_refused(stack: Stack) -> None:
+    env = dict(stack.env, VISIONNET_MILVUS__WRITER_LOCK_WAIT_S="1")
+    out = subprocess.run(
+        [VISIONNET, "worker", "store", "--name", "second-store@%h"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "exactly one writer" in out.stderr

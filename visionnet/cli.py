@@ -79,6 +79,17 @@ def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
         os.environ["VISIONNET_MODELS__DEVICE"] = "cuda"
     from workers.celery_app import app
 
+    if kind == "store":
+        from visionnet.redis_conn import connect
+        from workers.store.writer_lock import WriterLockTakenError, hold_writer_lock
+
+        settings = get_settings()
+        try:
+            hold_writer_lock(
+                connect(settings.effective_redis_url), settings.milvus.writer_lock_wait_s
+            )
+        except WriterLockTakenError as exc:
+            raise click.ClickException(str(exc)) from exc
     queue = MODELS_QUEUE if kind == "models" else STORE_QUEUE
     default_name = f"{kind}-gpu{gpu}@%h" if gpu is not None else f"{kind}@%h"
     app.worker_main(
