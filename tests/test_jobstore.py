@@ -47,7 +47,9 @@ def test_writer_lock_is_kept_alive_and_exclusive(stack: Stack) -> None:
     from workers.store.writer_lock import WriterLockTakenError, hold_writer_lock
 
     client = connect(stack.redis_url)
-    hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-writer-lock")
+    held = hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-writer-lock")
     time.sleep(3.5)  # more than twice the TTL: only the refresh thread keeps it
     with pytest.raises(WriterLockTakenError, match="exactly one writer"):
         hold_writer_lock(client, wait_s=0.2, ttl_s=1.5, key="test-writer-lock")
+    held.release()
+    hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-writer-lock").release()

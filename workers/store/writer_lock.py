@@ -21,10 +21,34 @@ class WriterLockTakenError(RuntimeError):
     pass
 
 
+class WriterLock:
+    """The held lock and the thread that keeps it alive; ``release`` ends both."""
+
+    def __init__(self, lock: Lock, ttl_s: float) -> None:
+        self._lock = lock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._refresh, args=(ttl_s / 3,), name="writer-lock", daemon=True
+        )
+        self._thread.start()
+
+    def _refresh(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                self._lock.reacquire()
+            except Exception:  # keep trying while Redis is away
+                log.exception("could not refresh the store writer lock")
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._lock.release()
+
+
 def hold_writer_lock(
     client: redis.Redis, wait_s: float, ttl_s: float = 30.0, key: str = LOCK_KEY
-) -> Lock:
-    """Take the lock (waiting up to ``wait_s``) and keep it alive from a daemon thread."""
+) -> WriterLock:
+    """Take the lock (waiting up to ``wait_s``) and keep it alive until released."""
     # thread_local=False: the token must be visible to the refresh thread.
     lock: Lock = client.lock(
         key, timeout=ttl_s, blocking=True, blocking_timeout=wait_s, thread_local=False
@@ -34,14 +58,4 @@ def hold_writer_lock(
             "another store worker is running: the vector store takes exactly one writer "
             f"(Redis key {key!r}). Stop it, or wait {ttl_s:.0f}s after it died."
         )
-
-    def _refresh() -> None:
-        while True:
-            threading.Event().wait(ttl_s / 3)
-            try:
-                lock.reacquire()
-            except Exception:  # keep trying while Redis is away
-                log.exception("could not refresh the store writer lock")
-
-    threading.Thread(target=_refresh, name="writer-lock", daemon=True).start()
-    return lock
+    return WriterLock(lock, ttl_s)
