@@ -87,3 +87,20 @@ def test_flower_serves_on_loopback(stack: Stack) -> None:
     port = stack.env["VISIONNET_FLOWER__PORT"]
     r = requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=10)
     assert r.status_code == 200 and r.text == "OK"
+
+
+def test_form_fields_keep_their_types(stack: Stack) -> None:
+    from tests.helpers import image_bytes
+
+    image = ("q.png", image_bytes(1), "image/png")
+    r = requests.post(
+        f"{stack.base}/api/v1/search", files={"image": image}, data={"k": "true"}, timeout=10
+    )
+    assert r.status_code == 400 and "k" in r.json()["message"]
+    r = requests.post(
+        f"{stack.base}/api/v1/search",
+        files={"image": image},
+        data={"collection": "123"},
+        timeout=10,
+    )
+    assert r.status_code == 400 and "collection" in r.json()["message"]  # pattern, not type

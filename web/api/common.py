@@ -65,13 +65,15 @@ def parse_dual(form: type[BaseModel], json_model: type[M]) -> BaseModel:
     if request.mimetype == "multipart/form-data":
         data: dict[str, Any] = {}
         for key in form.model_fields:
+            annotation = str(form.model_fields[key].annotation)
             files = request.files.getlist(key)
             if files:
-                annotation = str(form.model_fields[key].annotation)
                 data[key] = files if annotation.startswith("list") else files[0]
             elif key in request.form:
                 value = request.form[key]
-                data[key] = int(value) if value.lstrip("-").isdigit() else value
+                # Integer fields are strict: "12" becomes 12, "true" stays and is refused.
+                is_int = "int" in annotation and value.lstrip("-").isdigit()
+                data[key] = int(value) if is_int else value
         return form.model_validate(data)
     if request.is_json:
         body = request.get_json(silent=True)
