@@ -69,7 +69,17 @@ def plan_index(self: VisionTask, *, job_id: str, root: str, collection: str) -> 
     ctx.jobs.finish_planning(job_id)
 
 
-@shared_task(name=EMBED_CHUNK, base=VisionTask, bind=True, acks_late=True)
+@shared_task(
+    name=EMBED_CHUNK,
+    base=VisionTask,
+    bind=True,
+    acks_late=True,
+    # The lookup of stored ids reads Milvus; a restarting server is worth waiting for.
+    autoretry_for=(MilvusException,),
+    retry_backoff=2,
+    retry_backoff_max=30,
+    max_retries=5,
+)
 def embed_chunk(
     self: VisionTask, *, job_id: str, chunk_no: int, paths: list[str], collection: str
 ) -> ChunkPayload | None:
