@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-
-import pytest
 
 from config.settings import Settings
 from tests.conftest import Stack
@@ -40,12 +39,10 @@ def test_broker_outage_is_503(tmp_path: Path) -> None:
     assert r.status_code == 503 and r.json["redis"] is False  # type: ignore[index]
 
 
-@pytest.mark.parametrize("size", [2048])
-def test_oversized_upload_is_413(stack: Stack, size: int) -> None:
+def test_oversized_upload_is_413(stack: Stack) -> None:
+    size = 2048
     settings = _settings(redis_url=stack.redis_url, web={"max_upload_bytes": size})
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
-    import io
-
     r = client.post(
         "/api/v1/classify",
         data={"files": (io.BytesIO(b"x" * (size * 2)), "big.png")},

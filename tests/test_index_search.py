@@ -146,7 +146,7 @@ def test_symlink_escaping_roots_is_400(stack: Stack) -> None:
     assert r.status_code == 400
     r = requests.post(
         f"{stack.base}/api/v1/classify",
-        json={"paths": [str(stack.outside / "img_0300.png")]},
+        json={"paths": [str(link / "img_0300.png")]},
         timeout=10,
     )
     assert r.status_code == 400

@@ -139,9 +139,6 @@ class JobStore:
     def ping(self) -> bool:
         return bool(self._r.ping())
 
-    def delete(self, job_id: str) -> None:
-        self._r.delete(self.key(job_id), *self._aux_keys(job_id))
-
     def get(self, job_id: str) -> dict[str, str] | None:
         data: dict[str, str] = self._r.hgetall(self.key(job_id))  # type: ignore[assignment]
         return data or None

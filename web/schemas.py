@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 COLLECTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 IMAGE_ID_PATTERN = r"^[0-9a-f]{64}$"
-JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 Collection = Field(
     "images", pattern=COLLECTION_PATTERN, description="Collection name (letters, digits, _)."

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -65,15 +64,15 @@ class VectorStore:
         self._timeout = timeout_s
         self._ef = ef
         self._loaded: set[str] = set()
-
-    def close(self) -> None:
-        self._client.close()
+        self._verified: dict[str, tuple[int, str]] = {}
 
     def has_collection(self, name: str) -> bool:
         return bool(self._client.has_collection(name, timeout=self._timeout))
 
     def ensure_collection(self, name: str, dim: int, model: str) -> None:
         """Create on first use; refuse vectors of another model or dimension."""
+        if self._verified.get(name) == (dim, model):
+            return  # checked already by this process: no round trip per chunk
         if self.has_collection(name):
             info = self._client.describe_collection(name, timeout=self._timeout)
             stored_dim = next(
@@ -86,6 +85,7 @@ class VectorStore:
                     f"{stored_model!r}; this job makes {dim}-d vectors of {model!r}. "
                     "Index into another collection."
                 )
+            self._verified[name] = (dim, model)
             return
         schema = self._client.create_schema(auto_id=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LEN)
@@ -103,6 +103,7 @@ class VectorStore:
             properties={MODEL_PROPERTY: model},
             timeout=self._timeout,
         )
+        self._verified[name] = (dim, model)
         log.info("created collection %s (%d-d, %s)", name, dim, model)
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
@@ -125,12 +126,6 @@ class VectorStore:
             return
         self._client.upsert(name, [r.as_dict() for r in rows], timeout=self._timeout)
         self._client.flush(name, timeout=self._timeout)
-
-    def count(self, name: str) -> int:
-        rows = self._with_loaded(
-            name, lambda: self._client.query(name, filter="", output_fields=["count(*)"])
-        )
-        return int(rows[0]["count(*)"])
 
     def get_vector(self, name: str, vector_id: str) -> list[float] | None:
         self._require(name)
@@ -169,9 +164,8 @@ class VectorStore:
         try:
             return call()
         except MilvusException as exc:
-            if "released" not in str(getattr(exc, "message", "")) and "load" not in str(exc):
+            if "released" not in f"{exc} {getattr(exc, 'message', '')}":
                 raise
             log.info("collection %s was released; loading it again", name)
             self._client.load_collection(name, timeout=self._timeout)
-            time.sleep(0.05)
             return call()
