@@ -151,7 +151,10 @@ class Settings(BaseSettings):
 
     @property
     def demo_model_dir(self) -> Path:
-        return self.data_path / "models" / "demo-resnet"
+        # The trained weights ship inside the workers package (workers/models/weights).
+        return (
+            Path(__file__).resolve().parents[1] / "workers" / "models" / "weights" / "demo-cifar10"
+        )
 
     @property
     def classifier_ref(self) -> str:

@@ -90,3 +90,12 @@ def wait_healthy(base: str, timeout: float = 120.0) -> dict[str, Any]:
             last = exc
         time.sleep(0.3)
     raise AssertionError(f"not healthy after {timeout}s: {last}")
+
+
+def float_dtypes(safetensors_file: Path) -> set[str]:
+    """The dtypes of a weights file's floating tensors (BatchNorm counters are I64)."""
+    from safetensors import safe_open
+
+    with safe_open(str(safetensors_file), framework="pt") as f:
+        keys = f.keys()  # the handle is not iterable
+        return {str(f.get_slice(k).get_dtype()) for k in keys} - {"I64"}

@@ -26,8 +26,6 @@ def up(no_flower: bool) -> None:
 
     settings = get_settings()
     settings.data_path.mkdir(parents=True, exist_ok=True)
-    if settings.profile == "demo":
-        _ensure_demo_model(settings.demo_model_dir)
     env = child_env(settings)
     # Give a worker in warm shutdown time to finish its task (a store write
     # ends with a flush) before honcho resorts to SIGKILL.
@@ -124,23 +122,78 @@ def flower() -> None:
     app.start(argv)
 
 
-@main.command("build-demo")
-@click.argument("out_dir", type=click.Path(path_type=Path), required=False)
-@click.option("--force", is_flag=True, help="Rebuild even if present.")
-def build_demo(out_dir: Path | None, force: bool) -> None:
-    """Build the demo profile's model (default: <data_dir>/models/demo-resnet)."""
-    target = out_dir or get_settings().demo_model_dir
-    _ensure_demo_model(target, force=force)
+def _int_tuple(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
-def _ensure_demo_model(target: Path, force: bool = False) -> None:
-    from workers.models.demo import build_demo_model, ensure_demo_model, is_built
+@main.command("train-demo")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--eval-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Labeled folder to measure accuracy on, with the saved model.",
+)
+@click.option("--epochs", type=int, default=30, show_default=True, help="Most epochs to run.")
+@click.option(
+    "--time-budget-min",
+    type=float,
+    help="Fit the schedule into this many minutes (fewer epochs on a slow machine).",
+)
+@click.option("--image-size", type=int, default=64, show_default=True)
+@click.option("--hidden-sizes", default="32,64,128,256", show_default=True, callback=_int_tuple)
+@click.option("--depths", default="1,1,2,2", show_default=True, callback=_int_tuple)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--max-lr", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+def train_demo(
+    data_dir: Path,
+    out_dir: Path,
+    eval_dir: Path | None,
+    epochs: int,
+    time_budget_min: float | None,
+    image_size: int,
+    hidden_sizes: tuple[int, ...],
+    depths: tuple[int, ...],
+    batch_size: int,
+    max_lr: float,
+    seed: int,
+    device: str,
+) -> None:
+    """Train the demo classifier on DATA_DIR (<class>/<image> folders); save it to OUT_DIR.
 
-    if force:
-        build_demo_model(target)
-    elif not is_built(target):
-        click.echo(f"building demo model in {target}")
-        ensure_demo_model(target)
+    OUT_DIR loads like any hub model; point VISIONNET_MODELS__CLASSIFIER and
+    VISIONNET_MODELS__EMBEDDER at it, or replace the shipped demo weights.
+    """
+    from workers.training.recipe import Recipe
+    from workers.training.trainer import train_demo as run
+
+    try:
+        recipe = Recipe(
+            image_size=image_size,
+            hidden_sizes=hidden_sizes,
+            depths=depths,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_lr=max_lr,
+            seed=seed,
+        )
+        report = run(
+            data_dir,
+            out_dir,
+            recipe,
+            eval_dir=eval_dir,
+            device=device,
+            time_budget_s=time_budget_min * 60 if time_budget_min else None,
+            echo=click.echo,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"saved to {out_dir}: {report['epochs_run']} epochs, {report['timings']}")
 
 
 if __name__ == "__main__":

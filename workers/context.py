@@ -17,7 +17,6 @@ from config.settings import Settings, get_settings
 from visionnet.blobs import BlobStore
 from visionnet.jobs import JobState, JobStore
 from visionnet.redis_conn import connect
-from workers.models.demo import ensure_demo_model
 from workers.models.registry import ModelRegistry
 from workers.store.milvus_store import VectorStore
 
@@ -42,9 +41,6 @@ class WorkerContext:
     @cached_property
     def models(self) -> ModelRegistry:
         s = self.settings
-        if s.profile == "demo":
-            # A worker on its own (another host, a container) builds the demo model too.
-            ensure_demo_model(s.demo_model_dir)
         return ModelRegistry(
             s.classifier_ref, s.embedder_ref, s.models.device, offline=s.models.offline
         )

@@ -1,17 +1,23 @@
-"""The demo model: a small ResNet the project builds itself.
+"""The demo model: a small ResNet the project trains itself (``visionnet train-demo``).
 
 It lets the whole system run where no model hub can be reached. One directory
-serves as both classifier (its head) and embedder (its pooled features), and is
-saved with ``save_pretrained`` so it loads through exactly the code a hub model
-does. Until trained weights ship, its weights are random, and the config says
-so: ``visionnet_random_weights`` travels into every result.
+serves as both classifier (its head) and embedder (its pooled, penultimate
+features), saved with ``save_pretrained`` so it loads through exactly the code
+a hub model does. Trained weights ship in ``SHIPPED_DEMO_DIR``; tests build
+tiny random ones from the same config, and a config flag
+(``visionnet_random_weights``) makes results say when weights are random.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-# CIFAR-10's classes, so that trained weights can later drop in unchanged.
+# Trained on CIFAR-10's training split; see training.json beside the weights.
+SHIPPED_DEMO_DIR = Path(__file__).resolve().parent / "weights" / "demo-cifar10"
+
+# CIFAR-10's classes, in the order of their sorted folder names.
 DEMO_LABELS = (
     "airplane",
     "automobile",
@@ -25,6 +31,44 @@ DEMO_LABELS = (
     "truck",
 )
 RANDOM_WEIGHTS_FLAG = "visionnet_random_weights"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def demo_config(
+    labels: Sequence[str],
+    *,
+    hidden_sizes: Sequence[int] = (32, 64, 128, 256),
+    depths: Sequence[int] | None = None,
+) -> Any:
+    """A ResNet of basic blocks: small enough to train on a CPU, fast to serve."""
+    from transformers import ResNetConfig
+
+    return ResNetConfig(  # type: ignore[call-arg]
+        embedding_size=hidden_sizes[0],
+        hidden_sizes=list(hidden_sizes),
+        depths=list(depths) if depths is not None else [1] * len(hidden_sizes),
+        layer_type="basic",
+        downsample_in_first_stage=False,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+
+
+def demo_processor(
+    image_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Any:
+    """Resize to a square and normalise: the PIL processor needs no torchvision."""
+    from transformers import ViTImageProcessorPil
+
+    return ViTImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        image_mean=list(mean),
+        image_std=list(std),
+    )
 
 
 def build_demo_model(
@@ -35,50 +79,22 @@ def build_demo_model(
     labels: tuple[str, ...] = DEMO_LABELS,
     seed: int = 0,
 ) -> Path:
-    """Write a randomly initialised ResNet classifier and its processor to ``out_dir``."""
+    """Write a randomly initialised demo-architecture model, flagged as random, to ``out_dir``.
+
+    Tests use this for a tiny model built from a config and loaded by path.
+    """
     import torch
-    from transformers import ResNetConfig, ResNetForImageClassification, ViTImageProcessorPil
+    from transformers import ResNetForImageClassification
 
     torch.manual_seed(seed)
-    config = ResNetConfig(  # type: ignore[call-arg]
-        embedding_size=hidden_sizes[0],
-        hidden_sizes=list(hidden_sizes),
-        depths=[1] * len(hidden_sizes),
-        layer_type="basic",
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
+    config = demo_config(labels, hidden_sizes=hidden_sizes)
     setattr(config, RANDOM_WEIGHTS_FLAG, True)
     model = ResNetForImageClassification(config)
     model.eval()  # type: ignore[no-untyped-call]
-    processor = ViTImageProcessorPil(
-        size={"height": image_size, "width": image_size},
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-    )
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    demo_processor(image_size).save_pretrained(out_dir)
     return out_dir
-
-
-def ensure_demo_model(model_dir: Path) -> Path:
-    """Build the demo model once; safe when several processes race to do it."""
-    if is_built(model_dir):
-        return model_dir
-    import os
-    import shutil
-    import tempfile
-
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=model_dir.parent))
-    build_demo_model(staging)
-    try:
-        os.replace(staging, model_dir)  # atomic: readers never see half a model
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process won the race
-    return model_dir
 
 
 def is_built(model_dir: Path) -> bool:
