@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import build_tiny_model
-from tests.helpers import make_image
+from tests.helpers import float_dtypes, make_image
 from workers.models.classifier import Classifier
 from workers.models.embedder import Embedder
 from workers.models.loading import ModelUnavailableError
@@ -60,15 +60,23 @@ def test_missing_local_directory(tmp_path: Path) -> None:
         Embedder(str(tmp_path / "empty"), "cpu")
 
 
-def test_demo_model_builds_once_and_loads(tmp_path: Path) -> None:
-    from workers.models.demo import DEMO_LABELS, ensure_demo_model
+def test_shipped_demo_model_is_trained_fp16_and_loads_like_a_hub_model() -> None:
+    import json
 
-    target = tmp_path / "models" / "demo"
-    assert ensure_demo_model(target) == target
-    stamp = (target / "model.safetensors").stat().st_mtime_ns
-    ensure_demo_model(target)  # already there: not rebuilt
-    assert (target / "model.safetensors").stat().st_mtime_ns == stamp
-    assert [p.name for p in target.parent.iterdir()] == ["demo"]  # no staging left behind
-    clf = Classifier(str(target), "cpu")
-    labels = {p.label for p in clf.predict([make_image(3)], top_k=3)[0]}
-    assert labels <= set(DEMO_LABELS)
+    from config.settings import Settings
+    from workers.models.demo import DEMO_LABELS, SHIPPED_DEMO_DIR
+
+    assert Settings(profile="demo").classifier_ref == str(SHIPPED_DEMO_DIR)
+    weights = SHIPPED_DEMO_DIR / "model.safetensors"
+    assert weights.stat().st_size < 10_000_000
+    assert float_dtypes(weights) == {"F16"}
+    report = json.loads((SHIPPED_DEMO_DIR / "training.json").read_text())
+    assert report["labels"] == list(DEMO_LABELS) and report["train_images"] == 50_000
+
+    clf = Classifier(str(SHIPPED_DEMO_DIR), "cpu")
+    assert clf.info["random_weights"] is False
+    assert list(clf.model.config.id2label.values()) == list(DEMO_LABELS)
+    preds = clf.predict([make_image(3), make_image(4)], top_k=3)
+    assert all(p.label in DEMO_LABELS for row in preds for p in row)
+    vectors = Embedder(str(SHIPPED_DEMO_DIR), "cpu").embed([make_image(3)])
+    assert vectors.shape == (1, clf.model.config.hidden_sizes[-1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -12,9 +11,10 @@ import requests
 
 from tests.conftest import VISIONNET, Stack, stack_env, start_up, stop
 from tests.helpers import image_bytes, submit, wait_healthy, wait_job
+from workers.models.demo import DEMO_LABELS, SHIPPED_DEMO_DIR
 
 
-def test_up_builds_demo_model_serves_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_serves_the_trained_demo_model_and_stops_cleanly(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     env = stack_env(tmp_path, tmp_path / "unused", root, VISIONNET_PROFILE="demo")
@@ -30,9 +30,10 @@ def test_up_builds_demo_model_serves_and_stops_cleanly(tmp_path: Path) -> None:
         rc = stop(proc)
     assert job["state"] == "succeeded", job
     labels = {p["label"] for p in job["result"]["images"][0]["predictions"]}
-    config = json.loads((tmp_path / "data/models/demo-resnet/config.json").read_text())
-    assert labels <= set(config["id2label"].values())
-    assert "airplane" in config["id2label"].values()
+    assert labels and labels <= set(DEMO_LABELS)
+    assert job["result"]["model"]["ref"] == str(SHIPPED_DEMO_DIR)
+    assert job["result"]["model"]["random_weights"] is False
+    assert "notice" not in job["result"]
     assert rc == 0, log.read_text()[-3000:]
     assert len(children) >= 5
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
@@ -42,7 +43,7 @@ def test_up_builds_demo_model_serves_and_stops_cleanly(tmp_path: Path) -> None:
 
 def test_cli_help_lists_commands() -> None:
     out = subprocess.run([VISIONNET, "--help"], capture_output=True, text=True, check=True)
-    for command in ("up", "web", "worker", "flower", "build-demo"):
+    for command in ("up", "web", "worker", "flower", "train-demo"):
         assert command in out.stdout
 
 

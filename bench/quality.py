@@ -1,0 +1,258 @@
+"""Retrieval and classification quality of the running service, measured through its API.
+
+    python -m bench.quality --cifar-dir DIR --neardup-dir DIR [--model DIR] [--out FILE]
+
+Starts a private stack (``visionnet up``) on the demo profile, or on ``--model``,
+and measures:
+
+* classification accuracy through the API on a labeled ``<class>/<image>``
+  folder, and by calling the same model directly on the same files: the two
+  must agree, or the service preprocesses differently (exit status 1);
+* kNN precision@10 through the search API: the share of an indexed image's ten
+  nearest neighbours (itself excluded) that have its class;
+* near-duplicate recall@1: index originals, query with resized, recompressed,
+  90%-cropped and flipped copies, count how often the original comes first;
+  on ``--neardup-dir`` (gallery: its own images) and on a sample of the labeled
+  folder (gallery: the whole labeled folder).
+
+Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from bench.client import Api, in_parallel
+from bench.neardup import TRANSFORMS, encode_jpeg
+from bench.stack import private_stack
+from workers.models.demo import SHIPPED_DEMO_DIR
+from workers.training.folder import LabeledFiles, scan_labeled_folder
+
+AGREEMENT_TOLERANCE = 0.001  # API and direct accuracy may differ by at most 0.1 points
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def classify_via_api(api: Api, files: LabeledFiles, per_job: int) -> dict[str, str]:
+    paths = [str(p.resolve()) for p in files.paths]
+    batches = [paths[i : i + per_job] for i in range(0, len(paths), per_job)]
+
+    def one(batch: list[str]) -> list[dict[str, Any]]:
+        images: list[dict[str, Any]] = api.run("classify", json={"paths": batch, "top_k": 1})[
+            "images"
+        ]
+        return images
+
+    top1: dict[str, str] = {}
+    for images in in_parallel(one, batches, workers=4):
+        for item in images:
+            top1[item["name"]] = item["predictions"][0]["label"] if item.get("predictions") else ""
+    return top1
+
+
+def classify_directly(model_ref: str, files: LabeledFiles, batch: int) -> dict[str, str]:
+    from workers.models.classifier import Classifier
+    from workers.models.loading import resolve_device
+    from workers.training.folder import decode_rgb
+
+    classifier = Classifier(model_ref, resolve_device("auto"))
+    top1: dict[str, str] = {}
+    for i in range(0, len(files.paths), batch):
+        chunk = files.paths[i : i + batch]
+        for path, preds in zip(chunk, classifier.predict(decode_rgb(chunk), 1), strict=True):
+            top1[str(path.resolve())] = preds[0].label
+    return top1
+
+
+def accuracy(top1: dict[str, str], files: LabeledFiles) -> float:
+    hits = sum(
+        top1.get(str(p.resolve())) == files.labels[t]
+        for p, t in zip(files.paths, files.targets, strict=True)
+    )
+    return hits / len(files.paths)
+
+
+def index(api: Api, folder: Path, collection: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    result = api.run(
+        "index", json={"source": {"path": str(folder.resolve())}, "collection": collection}
+    )
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def knn_precision(
+    api: Api, files: LabeledFiles, collection: str, queries: list[int], k: int = 10
+) -> float:
+    def one(i: int) -> float:
+        own = sha256(files.paths[i])
+        hits = api.run("search", json={"image_id": own, "k": k + 1, "collection": collection})[
+            "hits"
+        ]
+        neighbours = [h for h in hits if h["id"] != own][:k]
+        label = files.labels[files.targets[i]]
+        return sum(Path(h["path"]).parent.name == label for h in neighbours) / k
+
+    scores: list[float] = in_parallel(one, queries)
+    return sum(scores) / len(scores)
+
+
+def neardup_recall(api: Api, originals: list[Path], collection: str) -> dict[str, float]:
+    """Recall@1 per transform, and over all copies."""
+    jobs = [(path, name) for path in originals for name in TRANSFORMS]
+
+    def one(job: tuple[Path, str]) -> bool:
+        path, name = job
+        with Image.open(path) as img:
+            copy = TRANSFORMS[name](img.convert("RGB"))
+        files = {"image": (f"{path.stem}-{name}.jpg", encode_jpeg(copy), "image/jpeg")}
+        hits = api.run("search", files=files, data={"k": "1", "collection": collection})["hits"]
+        return bool(hits) and hits[0]["id"] == sha256(path)
+
+    found = in_parallel(one, jobs)
+    recall = {
+        name: sum(f for (_, n), f in zip(jobs, found, strict=True) if n == name) / len(originals)
+        for name in TRANSFORMS
+    }
+    recall["all"] = sum(found) / len(found)
+    return recall
+
+
+def measure(args: argparse.Namespace, api: Api, model_ref: str) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    labeled = scan_labeled_folder(args.cifar_dir)
+    timings: dict[str, float] = {}
+    out: dict[str, Any] = {}
+
+    t0 = time.perf_counter()
+    api_top1 = classify_via_api(api, labeled, args.per_job)
+    timings["classify_api_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    direct_top1 = classify_directly(model_ref, labeled, args.batch_size)
+    timings["classify_direct_s"] = time.perf_counter() - t0
+    disagree = sum(api_top1.get(k) != v for k, v in direct_top1.items())
+    out["classification"] = {
+        "images": len(labeled.paths),
+        "accuracy_api": accuracy(api_top1, labeled),
+        "accuracy_direct": accuracy(direct_top1, labeled),
+        "top1_disagreements": disagree,
+    }
+
+    out["index_labeled"] = index(api, args.cifar_dir, "bench_labeled")
+    queries = list(range(len(labeled.paths)))
+    if 0 < args.knn_queries < len(queries):
+        queries = sorted(rng.sample(queries, args.knn_queries))
+    t0 = time.perf_counter()
+    out["knn"] = {
+        "queries": len(queries),
+        "gallery": len(labeled.paths),
+        "precision_at_10": knn_precision(api, labeled, "bench_labeled", queries),
+    }
+    timings["knn_s"] = time.perf_counter() - t0
+
+    originals = sorted(p for p in args.neardup_dir.iterdir() if p.is_file())
+    out["index_neardup"] = index(api, args.neardup_dir, "bench_neardup")
+    t0 = time.perf_counter()
+    out["neardup"] = {
+        "originals": len(originals),
+        "gallery": len(originals),
+        "recall_at_1": neardup_recall(api, originals, "bench_neardup"),
+    }
+    sample = sorted(rng.sample(labeled.paths, min(args.neardup_labeled, len(labeled.paths))))
+    out["neardup_labeled"] = {
+        "originals": len(sample),
+        "gallery": len(labeled.paths),
+        "recall_at_1": neardup_recall(api, sample, "bench_labeled"),
+    }
+    timings["neardup_s"] = time.perf_counter() - t0
+    out["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    return out
+
+
+def print_table(report: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"VisionNet quality: {report['model']}")
+    table.add_column("metric")
+    table.add_column("data")
+    table.add_column("value", justify="right")
+    c = report["classification"]
+    data = report["labeled_dir"]
+    table.add_row(
+        "accuracy, through the API", f"{data} ({c['images']})", f"{c['accuracy_api']:.4f}"
+    )
+    table.add_row("accuracy, model called directly", data, f"{c['accuracy_direct']:.4f}")
+    table.add_row("top-1 disagreements API vs direct", data, str(c["top1_disagreements"]))
+    k = report["knn"]
+    table.add_row(
+        "kNN precision@10 (search API)",
+        f"{data} ({k['queries']} queries, gallery {k['gallery']})",
+        f"{k['precision_at_10']:.4f}",
+    )
+    for key, name in (("neardup", report["neardup_dir"]), ("neardup_labeled", data)):
+        nd = report[key]
+        for transform, value in nd["recall_at_1"].items():
+            table.add_row(
+                f"near-dup recall@1, {transform}",
+                f"{name} ({nd['originals']} originals, gallery {nd['gallery']})",
+                f"{value:.4f}",
+            )
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cifar-dir", type=Path, required=True, help="Labeled <class>/ folder.")
+    parser.add_argument("--neardup-dir", type=Path, required=True, help="Folder of originals.")
+    parser.add_argument("--model", type=Path, help="Model directory (default: the demo model).")
+    parser.add_argument("--knn-queries", type=int, default=1000, help="0: every image.")
+    parser.add_argument("--neardup-labeled", type=int, default=200, help="Originals sampled.")
+    parser.add_argument("--per-job", type=int, default=256, help="Images per classify job.")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/quality.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    model_ref = str((args.model or SHIPPED_DEMO_DIR).resolve())
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="visionnet-bench-") as tmp:
+        roots = [args.cifar_dir, args.neardup_dir]
+        with private_stack(Path(tmp), roots, args.model) as base:
+            console.print(f"stack up at {base} ({time.perf_counter() - t0:.1f} s)")
+            report: dict[str, Any] = {
+                "model": model_ref,
+                "labeled_dir": args.cifar_dir.name,
+                "neardup_dir": args.neardup_dir.name,
+                **measure(args, Api(base), model_ref),
+            }
+    report["total_s"] = round(time.perf_counter() - t0, 2)
+    report["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
+    training = Path(model_ref) / "training.json"
+    if training.is_file():
+        report["training"] = json.loads(training.read_text())
+    print_table(report, console)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {args.out}")
+    c = report["classification"]
+    if abs(c["accuracy_api"] - c["accuracy_direct"]) > AGREEMENT_TOLERANCE:
+        console.print("[red]API and direct accuracy disagree: check the service's preprocessing")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

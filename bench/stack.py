@@ -1,0 +1,72 @@
+"""A private VisionNet stack for a benchmark run, started as users start it (``visionnet up``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def private_stack(
+    workdir: Path, roots: list[Path], model_dir: Path | None = None, timeout: float = 300.0
+) -> Iterator[str]:
+    """Yield the base URL of a stack on the demo profile, or on ``model_dir`` when given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONNET_")}
+    env.update(
+        VISIONNET_DATA_DIR=str(workdir / "data"),
+        VISIONNET_ALLOWED_ROOTS="[" + ",".join(f'"{r.resolve()}"' for r in roots) + "]",
+        VISIONNET_WEB__PORT=str(_free_port()),
+        VISIONNET_MILVUS__EMBEDDED_PORT=str(_free_port()),
+        PYTHONUNBUFFERED="1",
+    )
+    if model_dir is not None:
+        env.update(
+            VISIONNET_PROFILE="default",
+            VISIONNET_MODELS__CLASSIFIER=str(model_dir.resolve()),
+            VISIONNET_MODELS__EMBEDDER=str(model_dir.resolve()),
+        )
+    log = workdir / "stack.log"
+    visionnet = str(Path(sys.executable).with_name("visionnet"))
+    proc = subprocess.Popen(
+        [visionnet, "up", "--no-flower"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{env['VISIONNET_WEB__PORT']}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"stack exited; see {log}")
+            try:
+                if requests.get(base + "/api/v1/health", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stack not healthy after {timeout:.0f} s; see {log}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
