@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import random
 import sys
@@ -184,31 +185,62 @@ def measure(args: argparse.Namespace, api: Api, model_ref: str) -> dict[str, Any
     return out
 
 
-def print_table(report: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"VisionNet quality: {report['model']}")
+def random_copy(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
+    """The same architecture and processor with untrained weights: the no-training baseline."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    from workers.models.demo import RANDOM_WEIGHTS_FLAG
+
+    torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(model_dir)
+    setattr(config, RANDOM_WEIGHTS_FLAG, True)
+    model = AutoModelForImageClassification.from_config(config)  # type: ignore[no-untyped-call]
+    model.eval().save_pretrained(out_dir)
+    shutil.copy(model_dir / "preprocessor_config.json", out_dir)
+    return out_dir
+
+
+def print_table(runs: list[dict[str, Any]], console: Console) -> None:
+    first = runs[0]
+    data, nd_data = first["labeled_dir"], first["neardup_dir"]
+    table = Table(title="VisionNet quality, measured through the HTTP API")
     table.add_column("metric")
     table.add_column("data")
-    table.add_column("value", justify="right")
-    c = report["classification"]
-    data = report["labeled_dir"]
-    table.add_row(
-        "accuracy, through the API", f"{data} ({c['images']})", f"{c['accuracy_api']:.4f}"
+    for run in runs:
+        table.add_column(run["name"], justify="right")
+
+    def row(metric: str, where: str, get: Any, fmt: str = "{:.4f}") -> None:
+        table.add_row(metric, where, *[fmt.format(get(run)) for run in runs])
+
+    c = first["classification"]
+    row(
+        "accuracy, through the API",
+        f"{data} ({c['images']})",
+        lambda r: r["classification"]["accuracy_api"],
     )
-    table.add_row("accuracy, model called directly", data, f"{c['accuracy_direct']:.4f}")
-    table.add_row("top-1 disagreements API vs direct", data, str(c["top1_disagreements"]))
-    k = report["knn"]
-    table.add_row(
+    row("accuracy, model called directly", data, lambda r: r["classification"]["accuracy_direct"])
+    row(
+        "top-1 disagreements, API vs direct",
+        data,
+        lambda r: r["classification"]["top1_disagreements"],
+        "{}",
+    )
+    k = first["knn"]
+    row(
         "kNN precision@10 (search API)",
         f"{data} ({k['queries']} queries, gallery {k['gallery']})",
-        f"{k['precision_at_10']:.4f}",
+        lambda r: r["knn"]["precision_at_10"],
     )
-    for key, name in (("neardup", report["neardup_dir"]), ("neardup_labeled", data)):
-        nd = report[key]
-        for transform, value in nd["recall_at_1"].items():
-            table.add_row(
+    for key, name in (("neardup", nd_data), ("neardup_labeled", data)):
+        nd = first[key]
+        for transform in nd["recall_at_1"]:
+            row(
                 f"near-dup recall@1, {transform}",
                 f"{name} ({nd['originals']} originals, gallery {nd['gallery']})",
-                f"{value:.4f}",
+                lambda r, key=key, transform=transform: r[key]["recall_at_1"][transform],
             )
     console.print(table)
 
@@ -218,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cifar-dir", type=Path, required=True, help="Labeled <class>/ folder.")
     parser.add_argument("--neardup-dir", type=Path, required=True, help="Folder of originals.")
     parser.add_argument("--model", type=Path, help="Model directory (default: the demo model).")
+    parser.add_argument(
+        "--with-random-baseline",
+        action="store_true",
+        help="Also measure the same model with untrained weights, side by side.",
+    )
     parser.add_argument("--knn-queries", type=int, default=1000, help="0: every image.")
     parser.add_argument("--neardup-labeled", type=int, default=200, help="Originals sampled.")
     parser.add_argument("--per-job", type=int, default=256, help="Images per classify job.")
@@ -225,33 +262,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/quality.json"))
     args = parser.parse_args(argv)
-    console = Console()
-    model_ref = str((args.model or SHIPPED_DEMO_DIR).resolve())
+    console = Console(width=140)
+    model_dir = (args.model or SHIPPED_DEMO_DIR).resolve()
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="visionnet-bench-") as tmp:
-        roots = [args.cifar_dir, args.neardup_dir]
-        with private_stack(Path(tmp), roots, args.model) as base:
-            console.print(f"stack up at {base} ({time.perf_counter() - t0:.1f} s)")
-            report: dict[str, Any] = {
-                "model": model_ref,
-                "labeled_dir": args.cifar_dir.name,
-                "neardup_dir": args.neardup_dir.name,
-                **measure(args, Api(base), model_ref),
-            }
-    report["total_s"] = round(time.perf_counter() - t0, 2)
-    report["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
-    training = Path(model_ref) / "training.json"
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="visionnet-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        # No --model: the stack runs on the demo profile, as users start it.
+        plan: list[tuple[str, Path, Path | None]] = [
+            ("trained" if args.model is None else args.model.name, model_dir, args.model)
+        ]
+        if args.with_random_baseline:
+            baseline = random_copy(model_dir, tmp / "random-weights", args.seed)
+            plan.append(("random weights", baseline, baseline))
+        for name, ref, stack_model in plan:
+            workdir = tmp / f"stack-{len(runs)}"
+            workdir.mkdir()
+            started = time.perf_counter()
+            with private_stack(workdir, [args.cifar_dir, args.neardup_dir], stack_model) as base:
+                console.print(f"{name}: stack up at {base} ({time.perf_counter() - started:.1f} s)")
+                run: dict[str, Any] = {
+                    "name": name,
+                    "model": str(ref),
+                    "labeled_dir": args.cifar_dir.name,
+                    "neardup_dir": args.neardup_dir.name,
+                    **measure(args, Api(base), str(ref)),
+                }
+            runs.append(run)
+    report: dict[str, Any] = {
+        "runs": runs,
+        "total_s": round(time.perf_counter() - t0, 2),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+    }
+    training = model_dir / "training.json"
     if training.is_file():
         report["training"] = json.loads(training.read_text())
-    print_table(report, console)
+    print_table(runs, console)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {args.out}")
-    c = report["classification"]
-    if abs(c["accuracy_api"] - c["accuracy_direct"]) > AGREEMENT_TOLERANCE:
-        console.print("[red]API and direct accuracy disagree: check the service's preprocessing")
-        return 1
-    return 0
+    status = 0
+    for run in runs:
+        c = run["classification"]
+        if abs(c["accuracy_api"] - c["accuracy_direct"]) > AGREEMENT_TOLERANCE:
+            console.print(
+                f"[red]{run['name']}: API and direct accuracy disagree: check preprocessing"
+            )
+            status = 1
+    return status
 
 
 if __name__ == "__main__":

@@ -76,18 +76,20 @@ def build_demo_model(
     *,
     image_size: int = 64,
     hidden_sizes: tuple[int, ...] = (32, 64, 128, 256),
+    depths: tuple[int, ...] | None = None,
     labels: tuple[str, ...] = DEMO_LABELS,
     seed: int = 0,
 ) -> Path:
     """Write a randomly initialised demo-architecture model, flagged as random, to ``out_dir``.
 
-    Tests use this for a tiny model built from a config and loaded by path.
+    Tests use this for a tiny model built from a config and loaded by path;
+    benchmarks for an untrained baseline of the shipped architecture.
     """
     import torch
     from transformers import ResNetForImageClassification
 
     torch.manual_seed(seed)
-    config = demo_config(labels, hidden_sizes=hidden_sizes)
+    config = demo_config(labels, hidden_sizes=hidden_sizes, depths=depths)
     setattr(config, RANDOM_WEIGHTS_FLAG, True)
     model = ResNetForImageClassification(config)
     model.eval()  # type: ignore[no-untyped-call]
