@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,120 @@ from workers.training.folder import channel_stats, decode_rgb, scan_labeled_fold
 from workers.training.recipe import Recipe
 
 CALIBRATION_STEPS = 10
+
+
+@dataclass
+class TrainingData:
+    labels: tuple[str, ...]
+    processor: Any
+    pixels: Any  # float32 (N, 3, H, W), already through the processor
+    targets: Any  # int64 (N,)
+
+
+def read_training_data(data_dir: Path, image_size: int) -> TrainingData:
+    """Reader stage: decode once, normalise with statistics measured on this data."""
+    import torch
+
+    files = scan_labeled_folder(data_dir)
+    images = decode_rgb(files.paths)
+    processor = demo_processor(image_size, *channel_stats(images))
+    return TrainingData(
+        files.labels, processor, to_tensor(images, processor), torch.tensor(files.targets)
+    )
+
+
+class Fitter:
+    """Model, optimizer and one training step; the schedule is set once the epochs are known."""
+
+    def __init__(self, data: TrainingData, recipe: Recipe, device: str) -> None:
+        import torch
+        from transformers import ResNetForImageClassification
+
+        self.data, self.recipe, self.device = data, recipe, device
+        torch.manual_seed(recipe.seed)
+        self.gen = torch.Generator().manual_seed(recipe.seed)
+        model: Any = ResNetForImageClassification(
+            demo_config(data.labels, hidden_sizes=recipe.hidden_sizes, depths=recipe.depths)
+        )
+        self.model = model.to(device).to(memory_format=torch.channels_last).train()
+        params = list(model.parameters())
+        self.optimizer = torch.optim.SGD(
+            [  # no weight decay on BatchNorm scales and biases
+                {"params": [p for p in params if p.ndim > 1], "weight_decay": recipe.weight_decay},
+                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+            ],
+            lr=recipe.max_lr / 25,
+            momentum=recipe.momentum,
+            nesterov=True,
+        )
+        self.images = len(data.targets)
+        self.batch = min(recipe.batch_size, self.images)
+        self.steps_per_epoch = self.images // self.batch
+        self.pad = round(recipe.image_size * recipe.crop_pad_fraction)
+        self.autocast = torch.autocast(
+            "cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")
+        )
+
+    def step(self, indices: Any) -> float:
+        import torch
+        import torch.nn.functional as F
+
+        xb = crop_and_flip(self.data.pixels[indices], self.pad, self.gen).to(self.device)
+        xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = self.data.targets[indices].to(self.device)
+        with self.autocast:
+            logits = self.model(pixel_values=xb).logits
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.recipe.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def seconds_per_step(self) -> float:
+        """Time a few steps at the schedule's starting rate (they count as training)."""
+        import torch
+
+        order = torch.randperm(self.images, generator=self.gen)
+        started = time.perf_counter()
+        for i in range(CALIBRATION_STEPS):
+            first = (i % self.steps_per_epoch) * self.batch
+            self.step(order[first : first + self.batch])
+        return (time.perf_counter() - started) / CALIBRATION_STEPS
+
+    def fit(self, epochs: int, echo: Callable[[str], None]) -> None:
+        import torch
+
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer,
+            max_lr=self.recipe.max_lr,
+            total_steps=epochs * self.steps_per_epoch,
+            pct_start=self.recipe.warmup_fraction,
+            anneal_strategy="linear",
+            div_factor=25.0,
+            final_div_factor=1e3,
+        )
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            order = torch.randperm(self.images, generator=self.gen)
+            losses = []
+            lr = schedule.get_last_lr()[0]
+            for i in range(self.steps_per_epoch):
+                lr = schedule.get_last_lr()[0]
+                losses.append(self.step(order[i * self.batch : (i + 1) * self.batch]))
+                schedule.step()
+            echo(
+                f"epoch {epoch + 1}/{epochs}: loss {sum(losses) / len(losses):.4f} "
+                f"lr {lr:.4f} ({time.perf_counter() - started:.1f} s)"
+            )
+
+    def save(self, out_dir: Path) -> None:
+        """Writer stage: fp16 safetensors, id2label and the processor (save_pretrained layout)."""
+        self.model.eval()
+        self.model.config.id2label = dict(enumerate(self.data.labels))
+        self.model.config.label2id = {label: i for i, label in enumerate(self.data.labels)}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.to("cpu").half().save_pretrained(out_dir)
+        self.data.processor.save_pretrained(out_dir)
 
 
 def train_demo(
@@ -33,128 +147,53 @@ def train_demo(
     time_budget_s: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Return the report also written to ``out_dir/training.json``."""
+    """Read, fit, save, evaluate; return the report also written to ``out_dir/training.json``."""
     import torch
-    import torch.nn.functional as F
-    from transformers import ResNetForImageClassification
 
     from workers.models.loading import resolve_device
 
     device = resolve_device(device)
-    torch.manual_seed(recipe.seed)
-    gen = torch.Generator().manual_seed(recipe.seed)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     t0 = time.perf_counter()
-    files = scan_labeled_folder(data_dir)
-    images = decode_rgb(files.paths)
-    mean, std = channel_stats(images)
-    processor = demo_processor(recipe.image_size, mean, std)
-    x_train = to_tensor(images, processor)
-    y_train = torch.tensor(files.targets)
-    del images
+    data = read_training_data(data_dir, recipe.image_size)
     timings["read_s"] = time.perf_counter() - t0
+    mean, std = data.processor.image_mean, data.processor.image_std
     echo(
-        f"read {len(files.paths)} images in {len(files.labels)} classes "
+        f"read {len(data.targets)} images in {len(data.labels)} classes "
         f"({timings['read_s']:.1f} s); mean {mean} std {std}"
     )
 
-    model: Any = ResNetForImageClassification(
-        demo_config(files.labels, hidden_sizes=recipe.hidden_sizes, depths=recipe.depths)
-    )
-    model.to(device).to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": recipe.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=recipe.max_lr / 25,
-        momentum=recipe.momentum,
-        nesterov=True,
-    )
-    batch = min(recipe.batch_size, len(files.paths))
-    steps_per_epoch = len(files.paths) // batch
-    pad = round(recipe.image_size * recipe.crop_pad_fraction)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
-
-    def step(indices: Any) -> float:
-        xb = crop_and_flip(x_train[indices], pad, gen).to(device, non_blocking=True)
-        xb = xb.contiguous(memory_format=torch.channels_last)
-        yb = y_train[indices].to(device)
-        with autocast:
-            logits = model(pixel_values=xb).logits
-        loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        return float(loss.detach())
-
-    model.train()
+    t0 = time.perf_counter()
+    fitter = Fitter(data, recipe, device)
     epochs = recipe.epochs
     if time_budget_s is not None:
-        # Time a few steps at the schedule's starting rate, then fit whole epochs in the budget.
-        order = torch.randperm(len(files.paths), generator=gen)
-        t_cal = time.perf_counter()
-        for i in range(CALIBRATION_STEPS):
-            start = (i % steps_per_epoch) * batch
-            step(order[start : start + batch])
-        per_step = (time.perf_counter() - t_cal) / CALIBRATION_STEPS
+        per_step = fitter.seconds_per_step()
         remaining = time_budget_s - (time.perf_counter() - started)
-        fit = int(remaining / (per_step * steps_per_epoch * 1.05))
+        fit = int(remaining / (per_step * fitter.steps_per_epoch * 1.05))
         epochs = max(1, min(epochs, fit))
         echo(f"{per_step:.3f} s per step: {epochs} epochs fit the {time_budget_s:.0f} s budget")
-
-    total_steps = epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=recipe.max_lr,
-        total_steps=total_steps,
-        pct_start=recipe.warmup_fraction,
-        anneal_strategy="linear",
-        div_factor=25.0,
-        final_div_factor=1e3,
-    )
-    t0 = time.perf_counter()
-    for epoch in range(epochs):
-        t_epoch = time.perf_counter()
-        order = torch.randperm(len(files.paths), generator=gen)
-        losses = []
-        last_lr = schedule.get_last_lr()[0]
-        for i in range(steps_per_epoch):
-            last_lr = schedule.get_last_lr()[0]
-            losses.append(step(order[i * batch : (i + 1) * batch]))
-            schedule.step()
-        echo(
-            f"epoch {epoch + 1}/{epochs}: loss {sum(losses) / len(losses):.4f} "
-            f"lr {last_lr:.4f} ({time.perf_counter() - t_epoch:.1f} s)"
-        )
+    fitter.fit(epochs, echo)
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    model.eval()
-    model.config.id2label = dict(enumerate(files.labels))
-    model.config.label2id = {label: i for i, label in enumerate(files.labels)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.to("cpu").half().save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    fitter.save(out_dir)
     timings["save_s"] = time.perf_counter() - t0
 
     report: dict[str, Any] = {
         "recipe": asdict(recipe),
         "epochs_run": epochs,
-        "train_images": len(files.paths),
-        "labels": list(files.labels),
+        "train_images": len(data.targets),
+        "labels": list(data.labels),
         "device": device,
         "torch_threads": torch.get_num_threads(),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in fitter.model.parameters()),
     }
     if eval_dir is not None:
         t0 = time.perf_counter()
         report["eval_dir"] = eval_dir.name
-        report.update(evaluate_saved(out_dir, eval_dir, files.labels, device))
+        report.update(evaluate_saved(out_dir, eval_dir, data.labels, device))
         timings["eval_s"] = time.perf_counter() - t0
         echo(
             f"accuracy on {eval_dir}: {report['eval_accuracy']:.4f} "
