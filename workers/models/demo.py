@@ -97,9 +97,3 @@ def build_demo_model(
     model.save_pretrained(out_dir)
     demo_processor(image_size).save_pretrained(out_dir)
     return out_dir
-
-
-def is_built(model_dir: Path) -> bool:
-    return (model_dir / "config.json").is_file() and (
-        model_dir / "preprocessor_config.json"
-    ).is_file()
