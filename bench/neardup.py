@@ -14,10 +14,7 @@ def _resized(img: Image.Image) -> Image.Image:
 
 
 def _recompressed(img: Image.Image) -> Image.Image:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=30)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    return Image.open(io.BytesIO(encode_jpeg(img, quality=30))).convert("RGB")
 
 
 def _cropped(img: Image.Image) -> Image.Image:

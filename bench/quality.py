@@ -67,17 +67,11 @@ def classify_via_api(api: Api, files: LabeledFiles, per_job: int) -> dict[str, s
 
 
 def classify_directly(model_ref: str, files: LabeledFiles, batch: int) -> dict[str, str]:
-    from workers.models.classifier import Classifier
     from workers.models.loading import resolve_device
-    from workers.training.folder import decode_rgb
+    from workers.training.trainer import predict_top1
 
-    classifier = Classifier(model_ref, resolve_device("auto"))
-    top1: dict[str, str] = {}
-    for i in range(0, len(files.paths), batch):
-        chunk = files.paths[i : i + batch]
-        for path, preds in zip(chunk, classifier.predict(decode_rgb(chunk), 1), strict=True):
-            top1[str(path.resolve())] = preds[0].label
-    return top1
+    predicted = predict_top1(Path(model_ref), files, resolve_device("auto"), batch)
+    return {str(p.resolve()): label for p, label in zip(files.paths, predicted, strict=True)}
 
 
 def accuracy(top1: dict[str, str], files: LabeledFiles) -> float:
@@ -115,6 +109,7 @@ def knn_precision(
 
 def neardup_recall(api: Api, originals: list[Path], collection: str) -> dict[str, float]:
     """Recall@1 per transform, and over all copies."""
+    ids = {path: sha256(path) for path in originals}
     jobs = [(path, name) for path in originals for name in TRANSFORMS]
 
     def one(job: tuple[Path, str]) -> bool:
@@ -123,7 +118,7 @@ def neardup_recall(api: Api, originals: list[Path], collection: str) -> dict[str
             copy = TRANSFORMS[name](img.convert("RGB"))
         files = {"image": (f"{path.stem}-{name}.jpg", encode_jpeg(copy), "image/jpeg")}
         hits = api.run("search", files=files, data={"k": "1", "collection": collection})["hits"]
-        return bool(hits) and hits[0]["id"] == sha256(path)
+        return bool(hits) and hits[0]["id"] == ids[path]
 
     found = in_parallel(one, jobs)
     recall = {

@@ -151,10 +151,9 @@ class Settings(BaseSettings):
 
     @property
     def demo_model_dir(self) -> Path:
-        # The trained weights ship inside the workers package (workers/models/weights).
-        return (
-            Path(__file__).resolve().parents[1] / "workers" / "models" / "weights" / "demo-cifar10"
-        )
+        from workers.models.demo import SHIPPED_DEMO_DIR  # a path constant: imports no torch
+
+        return SHIPPED_DEMO_DIR
 
     @property
     def classifier_ref(self) -> str:

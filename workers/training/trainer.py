@@ -17,7 +17,13 @@ from typing import Any
 
 from workers.models.demo import demo_config, demo_processor
 from workers.training.augment import crop_and_flip
-from workers.training.folder import channel_stats, decode_rgb, scan_labeled_folder, to_tensor
+from workers.training.folder import (
+    LabeledFiles,
+    channel_stats,
+    decode_rgb,
+    scan_labeled_folder,
+    to_tensor,
+)
 from workers.training.recipe import Recipe
 
 CALIBRATION_STEPS = 10
@@ -205,21 +211,24 @@ def train_demo(
     return report
 
 
-def evaluate_saved(
-    model_dir: Path, eval_dir: Path, labels: tuple[str, ...], device: str, batch: int = 512
-) -> dict[str, Any]:
-    """Accuracy of the saved directory, loaded by the service's own classifier code."""
+def predict_top1(model_dir: Path, files: LabeledFiles, device: str, batch: int = 512) -> list[str]:
+    """Top-1 label per file, from the directory loaded by the service's own classifier code."""
     from workers.models.classifier import Classifier
 
-    files = scan_labeled_folder(eval_dir, labels)
     classifier = Classifier(str(model_dir), device)
-    correct = 0
+    labels: list[str] = []
     for i in range(0, len(files.paths), batch):
-        images = decode_rgb(files.paths[i : i + batch])
-        predictions = classifier.predict(images, top_k=1)
-        correct += sum(
-            p[0].label == labels[t]
-            for p, t in zip(predictions, files.targets[i : i + batch], strict=True)
-        )
+        predictions = classifier.predict(decode_rgb(files.paths[i : i + batch]), top_k=1)
+        labels.extend(row[0].label for row in predictions)
+    return labels
+
+
+def evaluate_saved(
+    model_dir: Path, eval_dir: Path, labels: tuple[str, ...], device: str
+) -> dict[str, Any]:
+    """Accuracy of the saved directory on a labeled folder with the training's classes."""
+    files = scan_labeled_folder(eval_dir, labels)
+    predicted = predict_top1(model_dir, files, device)
+    correct = sum(label == labels[t] for label, t in zip(predicted, files.targets, strict=True))
     total = len(files.paths)
     return {"eval_images": total, "eval_accuracy": round(correct / total, 4)}
