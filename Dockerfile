@@ -7,6 +7,7 @@ COPY config config
 COPY visionnet visionnet
 COPY web web
 COPY workers workers
+COPY training training
 RUN pip install --no-cache-dir -e ".[${TORCH}]"
 ENV VISIONNET_DATA_DIR=/var/lib/visionnet
 VOLUME /var/lib/visionnet

@@ -39,8 +39,8 @@ from rich.table import Table
 from bench.client import Api, in_parallel
 from bench.neardup import TRANSFORMS, encode_jpeg
 from bench.stack import private_stack
-from workers.models.demo import SHIPPED_DEMO_DIR
-from workers.training.folder import LabeledFiles, scan_labeled_folder
+from visionnet.training.folder import LabeledFiles, scan_labeled_folder
+from visionnet.workers.models.shipped import SHIPPED_DEMO_DIR
 
 AGREEMENT_TOLERANCE = 0.001  # API and direct accuracy may differ by at most 0.1 points
 
@@ -67,10 +67,17 @@ def classify_via_api(api: Api, files: LabeledFiles, per_job: int) -> dict[str, s
 
 
 def classify_directly(model_ref: str, files: LabeledFiles, batch: int) -> dict[str, str]:
-    from workers.models.loading import resolve_device
-    from workers.training.trainer import predict_top1
+    from visionnet.workers.models.classifier import Classifier
+    from visionnet.workers.models.loading import resolve_device
 
-    predicted = predict_top1(Path(model_ref), files, resolve_device("auto"), batch)
+    classifier = Classifier(model_ref, resolve_device("auto"))
+    predicted: list[str] = []
+    for i in range(0, len(files.paths), batch):
+        images = []
+        for path in files.paths[i : i + batch]:
+            with Image.open(path) as img:
+                images.append(img.convert("RGB"))
+        predicted.extend(classifier.top1(images))
     return {str(p.resolve()): label for p, label in zip(files.paths, predicted, strict=True)}
 
 
@@ -187,7 +194,7 @@ def random_copy(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForImageClassification
 
-    from workers.models.demo import RANDOM_WEIGHTS_FLAG
+    from visionnet.workers.models.info import RANDOM_WEIGHTS_FLAG
 
     torch.manual_seed(seed)
     config = AutoConfig.from_pretrained(model_dir)

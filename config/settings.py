@@ -24,6 +24,9 @@ from pydantic_settings import (
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "VISIONNET_"
+# The demo profile's model, by name: its weights ship with the model worker,
+# which resolves ``builtin:`` refs (config knows no worker paths).
+DEMO_MODEL_REF = "builtin:demo-cifar10"
 
 
 def is_loopback(host: str) -> bool:
@@ -150,18 +153,12 @@ class Settings(BaseSettings):
         return self.milvus.uri or f"http://127.0.0.1:{self.milvus.embedded_port}"
 
     @property
-    def demo_model_dir(self) -> Path:
-        from workers.models.demo import SHIPPED_DEMO_DIR  # a path constant: imports no torch
-
-        return SHIPPED_DEMO_DIR
-
-    @property
     def classifier_ref(self) -> str:
-        return str(self.demo_model_dir) if self.profile == "demo" else self.models.classifier
+        return DEMO_MODEL_REF if self.profile == "demo" else self.models.classifier
 
     @property
     def embedder_ref(self) -> str:
-        return str(self.demo_model_dir) if self.profile == "demo" else self.models.embedder
+        return DEMO_MODEL_REF if self.profile == "demo" else self.models.embedder
 
     @property
     def resolved_roots(self) -> list[Path]:

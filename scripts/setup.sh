@@ -18,6 +18,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     grep -v "^WARNING: Location" .venv/pip.log >&2
     exit 1
   fi
-  .venv/bin/python -c "import visionnet, workers, web, config" # fails loudly if the install did
+  .venv/bin/python -c "import visionnet.web, visionnet.workers, visionnet.config" # fails loudly if the install did
   echo "$want" > "$stamp"
 fi

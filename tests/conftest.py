@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, wait_healthy
+from tests.tiny_model import build_tiny_model
 
 VISIONNET = str(Path(sys.executable).with_name("visionnet"))
 
@@ -33,12 +34,6 @@ class Stack:
     milvus_uri: str
     redis_url: str
     log: Path
-
-
-def build_tiny_model(out: Path) -> Path:
-    from workers.models.demo import build_demo_model
-
-    return build_demo_model(out, image_size=32, hidden_sizes=(8, 16), seed=1)
 
 
 def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str, str]:

@@ -61,13 +61,17 @@ def test_openapi_document_and_offline_docs(stack: Stack) -> None:
     assert spec["openapi"].startswith("3.")
     assert {
         "/api/v1/classify",
+        "/api/v1/embed",
         "/api/v1/index",
         "/api/v1/search",
         "/api/v1/jobs/{job_id}",
         "/api/v1/health",
     } <= set(spec["paths"])
-    classify_body = spec["paths"]["/api/v1/classify"]["post"]["requestBody"]["content"]
-    assert {"multipart/form-data", "application/json"} <= set(classify_body)
+    for dual in ("classify", "embed", "search"):
+        body = spec["paths"][f"/api/v1/{dual}"]["post"]["requestBody"]["content"]
+        assert {"multipart/form-data", "application/json"} <= set(body)
+    index_body = spec["paths"]["/api/v1/index"]["post"]["requestBody"]["content"]
+    assert set(index_body) == {"application/json"}
     assert "202" in spec["paths"]["/api/v1/index"]["post"]["responses"]
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     page = requests.get(f"{stack.base}/docs/swagger", timeout=10)

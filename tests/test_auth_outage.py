@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from config.settings import Settings
 from tests.conftest import Stack
-from web import create_app
+from visionnet.config.settings import Settings
+from visionnet.web import create_app
 
 
 def _settings(**overrides: object) -> Settings:

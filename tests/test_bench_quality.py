@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import build_tiny_model
 from tests.helpers import write_images
+from tests.tiny_model import build_tiny_model
 
 
 def test_quality_bench_runs_and_api_agrees_with_direct_model(tmp_path: Path) -> None:

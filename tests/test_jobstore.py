@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Stack
-from visionnet.jobs import ChunkReport, JobState, JobStore, JobType
-from visionnet.redis_conn import connect
+from visionnet.core.jobs import ChunkReport, JobState, JobStore
+from visionnet.core.redis_conn import connect
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def jobs(stack: Stack) -> JobStore:
 
 
 def test_redelivered_chunk_counts_once(jobs: JobStore) -> None:
-    job = jobs.create(JobType.INDEX, {"collection": "c"})
+    job = jobs.create("index", {"collection": "c"})
     jobs.add_planned(job, files=10, chunks=2)
     assert not jobs.record_chunk(job, ChunkReport(0, 4, 1, 0, []))
     assert not jobs.record_chunk(job, ChunkReport(0, 4, 1, 0, []))  # redelivered
@@ -32,8 +32,13 @@ def test_redelivered_chunk_counts_once(jobs: JobStore) -> None:
     assert jobs.get(job)["failed"] == "3"  # type: ignore[index]
 
 
+def test_unknown_job_type_is_refused(jobs: JobStore) -> None:
+    with pytest.raises(ValueError, match="unknown job type 'caption'"):
+        jobs.create("caption", {})
+
+
 def test_final_states_stick(jobs: JobStore) -> None:
-    job = jobs.create(JobType.SEARCH, {})
+    job = jobs.create("search", {})
     assert jobs.transition(job, JobState.CANCELLED)
     assert not jobs.transition(job, JobState.SUCCEEDED, result={"x": 1})
     assert jobs.state(job) == JobState.CANCELLED
@@ -44,7 +49,7 @@ def test_final_states_stick(jobs: JobStore) -> None:
 def test_writer_lock_is_kept_alive_and_exclusive(stack: Stack) -> None:
     import time
 
-    from workers.store.writer_lock import WriterLockTakenError, hold_writer_lock
+    from visionnet.workers.store_writer.writer_lock import WriterLockTakenError, hold_writer_lock
 
     client = connect(stack.redis_url)
     held = hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-writer-lock")

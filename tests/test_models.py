@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import build_tiny_model
 from tests.helpers import float_dtypes, make_image
-from workers.models.classifier import Classifier
-from workers.models.embedder import Embedder
-from workers.models.loading import ModelUnavailableError
-from workers.models.registry import ModelRegistry
+from tests.tiny_model import build_tiny_model
+from visionnet.config.settings import Settings
+from visionnet.workers.models.classifier import Classifier
+from visionnet.workers.models.embedder import Embedder
+from visionnet.workers.models.loading import ModelUnavailableError
+from visionnet.workers.models.registry import ModelRegistry
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +39,22 @@ def test_classifier_top_k(model_dir: Path) -> None:
 
 
 def test_registry_loads_once(model_dir: Path) -> None:
-    reg = ModelRegistry(str(model_dir), str(model_dir), "auto", offline=True)
-    assert reg.embedder() is reg.embedder()
-    assert reg.classifier() is reg.classifier()
+    reg = ModelRegistry("auto", offline=True)
+    embedder = reg.get(Embedder, str(model_dir))
+    assert reg.get(Embedder, str(model_dir)) is embedder
+    classifier = reg.get(Classifier, str(model_dir))
+    assert reg.get(Classifier, str(model_dir)) is classifier
+    assert classifier is not embedder  # keyed by (kind, ref): one ref, two models
     assert reg.device == "cpu"
+
+
+def test_builtin_refs_resolve_to_shipped_weights() -> None:
+    from visionnet.workers.models.shipped import SHIPPED_DEMO_DIR
+
+    assert Settings(profile="demo").classifier_ref == "builtin:demo-cifar10"  # type: ignore[call-arg]
+    assert Embedder("builtin:demo-cifar10", "cpu").ref == str(SHIPPED_DEMO_DIR)
+    with pytest.raises(ModelUnavailableError, match="builtin:demo-cifar10"):
+        Classifier("builtin:nope", "cpu")
 
 
 def test_unreachable_hub_model_names_the_model_and_the_fix() -> None:
@@ -63,10 +76,8 @@ def test_missing_local_directory(tmp_path: Path) -> None:
 def test_shipped_demo_model_is_trained_fp16_and_loads_like_a_hub_model() -> None:
     import json
 
-    from config.settings import Settings
-    from workers.models.demo import DEMO_LABELS, SHIPPED_DEMO_DIR
+    from visionnet.workers.models.shipped import DEMO_LABELS, SHIPPED_DEMO_DIR
 
-    assert Settings(profile="demo").classifier_ref == str(SHIPPED_DEMO_DIR)
     weights = SHIPPED_DEMO_DIR / "model.safetensors"
     assert weights.stat().st_size < 10_000_000
     assert float_dtypes(weights) == {"F16"}

@@ -11,7 +11,7 @@ import requests
 
 from tests.conftest import VISIONNET, Stack, stack_env, start_up, stop
 from tests.helpers import image_bytes, submit, wait_healthy, wait_job
-from workers.models.demo import DEMO_LABELS, SHIPPED_DEMO_DIR
+from visionnet.workers.models.shipped import DEMO_LABELS, SHIPPED_DEMO_DIR
 
 
 def test_up_serves_the_trained_demo_model_and_stops_cleanly(tmp_path: Path) -> None:

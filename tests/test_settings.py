@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from config.settings import Settings
+from visionnet.config.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from tests.conftest import VISIONNET
 from tests.helpers import float_dtypes
-from workers.models.classifier import Classifier
-from workers.models.embedder import Embedder
+from visionnet.workers.models.classifier import Classifier
+from visionnet.workers.models.embedder import Embedder
 
 COLOURS = {"blue": 2, "green": 1, "red": 0}  # class name -> dominant channel
 

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import json, sys, threading, time
     import requests
     from waitress.server import create_server
-    from web import create_app
+    from visionnet.web import create_app
     from tests.helpers import image_bytes, submit, wait_job
 
     server = create_server(create_app(), host="127.0.0.1", port=int(sys.argv[1]))

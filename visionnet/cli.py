@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from config.settings import get_settings
+from visionnet.config.settings import get_settings
 
 
 @click.group()
@@ -22,7 +22,7 @@ def up(no_flower: bool) -> None:
     """Start the embedded stack on this machine; Ctrl-C stops all of it."""
     import honcho.manager
 
-    from visionnet.services_local import child_env, processes
+    from visionnet.stack import child_env, processes
 
     settings = get_settings()
     settings.data_path.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ def web() -> None:
     """Serve the web front end (waitress)."""
     import waitress
 
-    from web import create_app
+    from visionnet.web import create_app
 
     settings = get_settings()
     waitress.serve(
@@ -68,18 +68,21 @@ def web() -> None:
 @click.option("--loglevel", default="INFO")
 def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
     """Run a worker: ``models`` (one per GPU) or ``store`` (the single vector writer)."""
-    from visionnet.queues import MODELS_QUEUE, STORE_QUEUE
+    from visionnet.core.queues import MODELS_QUEUE, STORE_QUEUE
 
     if gpu is not None:
         if kind != "models":
             raise click.UsageError("--gpu applies to model workers only")
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
         os.environ["VISIONNET_MODELS__DEVICE"] = "cuda"
-    from workers.celery_app import app
+    from visionnet.workers.celery_app import app
 
     if kind == "store":
-        from visionnet.redis_conn import connect
-        from workers.store.writer_lock import WriterLockTakenError, hold_writer_lock
+        from visionnet.core.redis_conn import connect
+        from visionnet.workers.store_writer.writer_lock import (
+            WriterLockTakenError,
+            hold_writer_lock,
+        )
 
         settings = get_settings()
         try:
@@ -113,7 +116,7 @@ def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
 @main.command()
 def flower() -> None:
     """Serve Flower, the Celery dashboard (basic auth when configured)."""
-    from workers.celery_app import app
+    from visionnet.workers.celery_app import app
 
     settings = get_settings()
     argv = ["flower", f"--address={settings.flower.host}", f"--port={settings.flower.port}"]
@@ -169,8 +172,8 @@ def train_demo(
     OUT_DIR loads like any hub model; point VISIONNET_MODELS__CLASSIFIER and
     VISIONNET_MODELS__EMBEDDER at it, or replace the shipped demo weights.
     """
-    from workers.training.recipe import Recipe
-    from workers.training.trainer import train_demo as run
+    from visionnet.training.recipe import Recipe
+    from visionnet.training.trainer import train_demo as run
 
     try:
         recipe = Recipe(

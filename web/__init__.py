@@ -11,10 +11,10 @@ from typing import Any
 from flask import render_template
 from flask_openapi3 import Info, OpenAPI
 
-from config.settings import Settings, get_settings
-from web.api import health, jobs, submit
-from web.errors import register_error_handlers, validation_error_response
-from web.services import EXTENSION_KEY, Services
+from visionnet.config.settings import Settings, get_settings
+from visionnet.web.api import health, jobs, submit
+from visionnet.web.errors import register_error_handlers, validation_error_response
+from visionnet.web.services import EXTENSION_KEY, Services
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:

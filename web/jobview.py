@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from visionnet.jobs import FINAL_STATES, JobState, JobStore, JobType
+from visionnet.core.jobs import FINAL_STATES, JobState, JobStore
 
 
 def _iso(value: str | None) -> str | None:
@@ -18,7 +18,7 @@ def _iso(value: str | None) -> str | None:
 def job_document(record: dict[str, str], jobs: JobStore) -> dict[str, Any]:
     state = JobState(record["state"])
     result: dict[str, Any] | None = json.loads(record["result"]) if "result" in record else None
-    if record["type"] == JobType.INDEX.value and state in FINAL_STATES:
+    if record["type"] == "index" and state in FINAL_STATES:
         errors = jobs.errors(record["id"])
         failed = int(record.get("failed", 0))
         result = {

@@ -12,11 +12,11 @@ from typing import Any
 from celery import Celery
 from flask import current_app
 
-from config.settings import Settings
-from visionnet.blobs import BlobStore
-from visionnet.jobs import JobStore
-from visionnet.queues import celery_config
-from visionnet.redis_conn import connect
+from visionnet.config.settings import Settings
+from visionnet.core.blobs import BlobStore
+from visionnet.core.jobs import JobStore
+from visionnet.core.queues import celery_config
+from visionnet.core.redis_conn import connect
 
 EXTENSION_KEY = "visionnet"
 

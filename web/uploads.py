@@ -7,7 +7,7 @@ import io
 from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
-from web.errors import APIError
+from visionnet.web.errors import APIError
 
 
 def read_image_upload(upload: FileStorage) -> bytes:

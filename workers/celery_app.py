@@ -1,18 +1,20 @@
-"""Celery entry point of the workers: ``celery -A workers.celery_app worker``.
+"""Celery entry point of the workers: ``celery -A visionnet.workers.celery_app worker``.
 
-Only this module's ``include`` list imports the task modules, and those import
-torch, transformers and pymilvus lazily, so a prefork parent stays light.
+The task modules come from the job type table (one handler module per type)
+plus the store writer's; they import torch, transformers and pymilvus lazily,
+so a prefork parent stays light.
 """
 
 from __future__ import annotations
 
 from celery import Celery
 
-from config.settings import get_settings
-from visionnet.queues import celery_config
+from visionnet.config.settings import get_settings
+from visionnet.core.jobtypes import JOB_TYPES
+from visionnet.core.queues import STORE_TASKS_MODULE, celery_config
 
 app = Celery(
     "visionnet",
-    include=["workers.tasks.classify", "workers.tasks.index", "workers.tasks.search"],
+    include=[spec.handler_module for spec in JOB_TYPES.values()] + [STORE_TASKS_MODULE],
 )
 app.conf.update(celery_config(get_settings()))

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
-from visionnet.paths import PathNotAllowedError, resolve_allowed
-from web.errors import APIError
-from web.schemas import ErrorBody, JobAccepted
-from web.services import services
+from visionnet.core.paths import PathNotAllowedError, resolve_allowed
+from visionnet.web.errors import APIError
+from visionnet.web.requests import RequestModels
+from visionnet.web.schemas import ErrorBody, JobAccepted
+from visionnet.web.services import services
 
-M = TypeVar("M", bound=BaseModel)
 API_PREFIX = "/api/v1"
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -47,40 +47,31 @@ def _require_token() -> None:
         raise APIError(401, "unauthorized", "missing or wrong bearer token")
 
 
-def dual_request_body(form: type[BaseModel], json_model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI requestBody for an endpoint that takes multipart or JSON."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {"schema": form.model_json_schema()},
-                "application/json": {"schema": json_model.model_json_schema()},
-            },
-        }
-    }
+def request_body(models: RequestModels) -> dict[str, Any]:
+    """OpenAPI requestBody: JSON, and multipart where the input kind takes uploads."""
+    content = {"application/json": {"schema": models.json.model_json_schema()}}
+    if models.form is not None:
+        content["multipart/form-data"] = {"schema": models.form.model_json_schema()}
+    return {"requestBody": {"required": True, "content": content}}
 
 
-def parse_dual(form: type[BaseModel], json_model: type[M]) -> BaseModel:
-    """Validate the request as ``form`` (multipart) or ``json_model`` (JSON)."""
-    if request.mimetype == "multipart/form-data":
-        data: dict[str, Any] = {}
-        for key in form.model_fields:
-            annotation = str(form.model_fields[key].annotation)
-            files = request.files.getlist(key)
-            if files:
-                data[key] = files if annotation.startswith("list") else files[0]
-            elif key in request.form:
-                value = request.form[key]
-                # Integer fields are strict: "12" becomes 12, "true" stays and is refused.
-                is_int = "int" in annotation and value.lstrip("-").isdigit()
-                data[key] = int(value) if is_int else value
-        return form.model_validate(data)
+def parse_request(models: RequestModels) -> BaseModel:
+    """Validate the request as the multipart form or the JSON body of ``models``."""
+    if models.form is not None and models.files and request.mimetype == "multipart/form-data":
+        # Text fields go to pydantic as text (lax mode converts them); the file
+        # field is the only one that can repeat.
+        data: dict[str, Any] = {k: v for k, v in request.form.items() if k != models.files.name}
+        uploads = request.files.getlist(models.files.name)
+        if uploads:
+            data[models.files.name] = uploads if models.files.many else uploads[0]
+        return models.form.model_validate(data)
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise APIError(400, "bad_request", "request body must be a JSON object")
-        return json_model.model_validate(body)
-    raise APIError(415, "unsupported_media_type", "send multipart/form-data or application/json")
+        return models.json.model_validate(body)
+    kinds = "multipart/form-data or application/json" if models.form else "application/json"
+    raise APIError(415, "unsupported_media_type", f"send {kinds}")
 
 
 def allowed_path(path: str) -> str:

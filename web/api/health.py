@@ -7,10 +7,10 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from visionnet.queues import MODELS_QUEUE, STORE_QUEUE
-from web.api.common import api_blueprint
-from web.schemas import Health, QueueHealth
-from web.services import services
+from visionnet.core.queues import MODELS_QUEUE, STORE_QUEUE
+from visionnet.web.api.common import api_blueprint
+from visionnet.web.schemas import Health, QueueHealth
+from visionnet.web.services import services
 
 bp = api_blueprint("health", "health", "Service health.")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from visionnet.jobs import JobState
-from web.api.common import ERRORS, api_blueprint
-from web.errors import APIError
-from web.jobview import job_document
-from web.schemas import ErrorBody, JobPath, JobView
-from web.services import services
+from visionnet.core.jobs import JobState
+from visionnet.web.api.common import ERRORS, api_blueprint
+from visionnet.web.errors import APIError
+from visionnet.web.jobview import job_document
+from visionnet.web.schemas import ErrorBody, JobPath, JobView
+from visionnet.web.services import services
 
 bp = api_blueprint("jobs", "jobs", "Poll and cancel jobs.")
 

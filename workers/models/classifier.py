@@ -7,8 +7,9 @@ from typing import Any
 
 from PIL.Image import Image
 
-from workers.models.info import ModelInfo, describe
-from workers.models.loading import load_pretrained
+from visionnet.workers.models.base import ImageModel
+from visionnet.workers.models.info import describe
+from visionnet.workers.models.loading import load_pretrained, resolved_ref
 
 
 @dataclass(frozen=True)
@@ -17,15 +18,16 @@ class Prediction:
     score: float
 
 
-class Classifier:
+class Classifier(ImageModel):
     """A transformers image classifier loaded once per worker process."""
+
+    kind = "classifier"
 
     def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
         import torch
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-        self.ref = ref
-        self.device = device
+        super().__init__(resolved_ref(ref), device, offline=offline)
         self.processor: Any = load_pretrained(
             AutoImageProcessor.from_pretrained, ref, offline=offline
         )
@@ -34,7 +36,7 @@ class Classifier:
             AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=dtype
         )
         self.model.to(device).eval()
-        self.info: ModelInfo = describe(ref, self.model.config)
+        self.info = describe(self.ref, self.model.config)
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
 
     def predict(self, images: list[Image], top_k: int) -> list[list[Prediction]]:
@@ -55,3 +57,7 @@ class Classifier:
             ]
             for row_scores, row_indices in zip(scores, indices, strict=True)
         ]
+
+    def top1(self, images: list[Image]) -> list[str]:
+        """The best label per image: what accuracy is measured on."""
+        return [row[0].label for row in self.predict(images, top_k=1)]

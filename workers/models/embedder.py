@@ -8,23 +8,27 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL.Image import Image
 
-from workers.models.info import ModelInfo, describe
-from workers.models.loading import load_pretrained
+from visionnet.workers.models.base import ImageModel
+from visionnet.workers.models.info import describe
+from visionnet.workers.models.loading import load_pretrained, resolved_ref
 
 
-class Embedder:
+class Embedder(ImageModel):
     """Any transformers vision model: CLIP's projection, else the pooled output.
 
     A classifier checkpoint loaded through AutoModel drops its head, so its
     penultimate features serve as the embedding.
     """
 
+    kind = "embedder"
+    # Vectors are L2-normalised, so cosine similarity is a dot product.
+    normalized = True
+
     def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
         import torch
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-        self.ref = ref
-        self.device = device
+        super().__init__(resolved_ref(ref), device, offline=offline)
         config: Any = load_pretrained(AutoConfig.from_pretrained, ref, offline=offline)
         self.processor: Any = load_pretrained(
             AutoImageProcessor.from_pretrained, ref, offline=offline
@@ -38,7 +42,7 @@ class Embedder:
             loader = AutoModel.from_pretrained
         self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=dtype)
         self.model.to(device).eval()
-        self.info: ModelInfo = describe(ref, config)
+        self.info = describe(self.ref, config)
 
     def embed(self, images: list[Image]) -> NDArray[np.float32]:
         import torch

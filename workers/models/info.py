@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from workers.models.demo import RANDOM_WEIGHTS_FLAG
-
+# Set in the config of models built with random weights (test fixtures, untrained
+# baselines), so that every result made with them says so.
+RANDOM_WEIGHTS_FLAG = "visionnet_random_weights"
 RANDOM_WEIGHTS_NOTICE = (
     "This model has random weights (demo profile): its labels and neighbours are meaningless."
 )

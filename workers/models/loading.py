@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from visionnet.workers.models.shipped import BUILTIN_PREFIX, builtin_names, resolve_builtin
+
 T = TypeVar("T")
 
 
@@ -21,6 +23,11 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolved_ref(ref: str) -> str:
+    """Where a ref's files are: a ``builtin:`` name becomes its shipped directory."""
+    return resolve_builtin(ref) or ref
+
+
 def load_pretrained(loader: Callable[..., T], ref: str, *, offline: bool, **kwargs: Any) -> T:
     """Call ``loader.from_pretrained``-style ``loader`` and explain failures.
 
@@ -28,7 +35,13 @@ def load_pretrained(loader: Callable[..., T], ref: str, *, offline: bool, **kwar
     raises an OSError about connections; users need to hear which model failed
     and how to point at a local copy instead.
     """
-    local = Path(ref).expanduser()
+    builtin = resolve_builtin(ref)
+    if builtin == "":
+        raise ModelUnavailableError(
+            f"Unknown built-in model {ref!r}; built-in models: "
+            + ", ".join(BUILTIN_PREFIX + n for n in builtin_names())
+        )
+    local = Path(builtin or ref).expanduser()
     is_local = local.is_dir()
     if not is_local and (ref.startswith(("/", ".", "~")) or local.exists()):
         raise ModelUnavailableError(

@@ -1,8 +1,9 @@
-"""Models of one worker process, each loaded at most once and only when first used.
+"""Models of one worker process, keyed by (kind, ref), each loaded at most once, on first use.
 
 Loading lazily (not in ``worker_process_init``) keeps big loads clear of
 Celery's 4 s process-start limit and lets a model that cannot be loaded fail
-the job that needed it instead of the worker.
+the job that needed it instead of the worker. Like immich's model cache, any
+model class works here: a new kind of model needs no change to this file.
 """
 
 from __future__ import annotations
@@ -10,50 +11,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TypeVar
 
-from workers.models.classifier import Classifier
-from workers.models.embedder import Embedder
-from workers.models.loading import resolve_device
+from visionnet.workers.models.base import ImageModel
+from visionnet.workers.models.loading import resolve_device
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=ImageModel)
 
 
 class ModelRegistry:
-    def __init__(
-        self, classifier_ref: str, embedder_ref: str, device: str, *, offline: bool
-    ) -> None:
-        self._classifier_ref = classifier_ref
-        self._embedder_ref = embedder_ref
+    def __init__(self, device: str, *, offline: bool) -> None:
         self._device = device
         self._offline = offline
         self._lock = threading.Lock()
-        self._classifier: Classifier | None = None
-        self._embedder: Embedder | None = None
+        self._models: dict[tuple[type[ImageModel], str], ImageModel] = {}
 
     @property
     def device(self) -> str:
         return resolve_device(self._device)
 
-    def classifier(self) -> Classifier:
+    def get(self, kind: type[M], ref: str) -> M:
+        """The loaded ``kind`` model for ``ref``; loads it on the first call only."""
         with self._lock:
-            if self._classifier is None:
+            model = self._models.get((kind, ref))
+            if model is None:
                 start = time.perf_counter()
-                self._classifier = Classifier(
-                    self._classifier_ref, self.device, offline=self._offline
-                )
-                log.info(
-                    "loaded classifier %s in %.2fs",
-                    self._classifier_ref,
-                    time.perf_counter() - start,
-                )
-            return self._classifier
-
-    def embedder(self) -> Embedder:
-        with self._lock:
-            if self._embedder is None:
-                start = time.perf_counter()
-                self._embedder = Embedder(self._embedder_ref, self.device, offline=self._offline)
-                log.info(
-                    "loaded embedder %s in %.2fs", self._embedder_ref, time.perf_counter() - start
-                )
-            return self._embedder
+                model = kind(ref, self.device, offline=self._offline)
+                self._models[(kind, ref)] = model
+                log.info("loaded %s %s in %.2fs", kind.kind, ref, time.perf_counter() - start)
+            assert isinstance(model, kind)
+            return model

@@ -15,16 +15,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.models.demo import demo_config, demo_processor
-from workers.training.augment import crop_and_flip
-from workers.training.folder import (
+from visionnet.training.architecture import demo_config, demo_processor
+from visionnet.training.augment import crop_and_flip
+from visionnet.training.folder import (
     LabeledFiles,
     channel_stats,
     decode_rgb,
     scan_labeled_folder,
     to_tensor,
 )
-from workers.training.recipe import Recipe
+from visionnet.training.recipe import Recipe
 
 CALIBRATION_STEPS = 10
 
@@ -156,7 +156,7 @@ def train_demo(
     """Read, fit, save, evaluate; return the report also written to ``out_dir/training.json``."""
     import torch
 
-    from workers.models.loading import resolve_device
+    from visionnet.workers.models.loading import resolve_device
 
     device = resolve_device(device)
     timings: dict[str, float] = {}
@@ -213,13 +213,12 @@ def train_demo(
 
 def predict_top1(model_dir: Path, files: LabeledFiles, device: str, batch: int = 512) -> list[str]:
     """Top-1 label per file, from the directory loaded by the service's own classifier code."""
-    from workers.models.classifier import Classifier
+    from visionnet.workers.models.classifier import Classifier
 
     classifier = Classifier(str(model_dir), device)
     labels: list[str] = []
     for i in range(0, len(files.paths), batch):
-        predictions = classifier.predict(decode_rgb(files.paths[i : i + batch]), top_k=1)
-        labels.extend(row[0].label for row in predictions)
+        labels.extend(classifier.top1(decode_rgb(files.paths[i : i + batch])))
     return labels
 
 

@@ -1,4 +1,8 @@
-"""Index job: plan (walk and chunk) -> per chunk embed (model queue) -> write (store queue).
+"""Index job, model worker side: plan (walk and chunk) -> per chunk embed -> hand to the writer.
+
+Each chunk is a chain: ``embed_chunk`` here (queue ``models``), then
+``write_chunk`` in the store writer (queue ``store``,
+``visionnet.workers.store_writer.write_chunk``).
 
 Stages are chained, never awaited: the planner only enqueues, each chunk's
 writer reports its counts to the job record, and the report that completes
@@ -11,39 +15,29 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 from celery import shared_task
 from pymilvus import MilvusException
 
-from visionnet.jobs import ChunkReport, JobState
-from visionnet.queues import EMBED_CHUNK, PLAN_INDEX, WRITE_CHUNK
-from workers.context import VisionTask
-from workers.models.loading import ModelUnavailableError
-from workers.pipeline.reader import FileError, RawFile, decode, read_path
-from workers.pipeline.vectors import pack, unpack
-from workers.pipeline.walk import chunked, iter_images
-from workers.store.milvus_store import CollectionMismatchError, Row
+from visionnet.core.jobs import JobState
+from visionnet.core.jobtypes import IndexParams, job_type
+from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
+from visionnet.workers.model_worker.context import ModelTask
+from visionnet.workers.model_worker.reader import FileError, RawFile, decode, read_path
+from visionnet.workers.model_worker.walk import chunked, iter_images
+from visionnet.workers.models.loading import ModelUnavailableError
+from visionnet.workers.vectorstore.wire import ChunkPayload, pack
 
 log = logging.getLogger(__name__)
 
 
-class ChunkPayload(TypedDict):
-    ids: list[str]
-    paths: list[str]
-    sizes: list[int]
-    vectors: str
-    dim: int
-    model: str
-    skipped: int
-    errors: list[dict[str, str]]
-
-
-@shared_task(name=PLAN_INDEX, base=VisionTask, bind=True, acks_late=True)
-def plan_index(self: VisionTask, *, job_id: str, root: str, collection: str) -> None:
+@shared_task(name=job_type("index").task, base=ModelTask, bind=True, acks_late=True)
+def plan_index(self: ModelTask, *, job_id: str, root: str, params: dict[str, Any]) -> None:
+    collection = IndexParams.model_validate(params).collection
     ctx = self.ctx
-    if not ctx.jobs.transition(job_id, JobState.RUNNING, started_at=f"{time.time():.3f}"):
+    if not ctx.jobs.start(job_id):
         return
     settings = ctx.settings
     files = iter_images(Path(root), settings.jobs.extensions, settings.resolved_roots)
@@ -71,7 +65,7 @@ def plan_index(self: VisionTask, *, job_id: str, root: str, collection: str) -> 
 
 @shared_task(
     name=EMBED_CHUNK,
-    base=VisionTask,
+    base=ModelTask,
     bind=True,
     acks_late=True,
     # The lookup of stored ids reads Milvus; a restarting server is worth waiting for.
@@ -81,7 +75,7 @@ def plan_index(self: VisionTask, *, job_id: str, root: str, collection: str) -> 
     max_retries=5,
 )
 def embed_chunk(
-    self: VisionTask, *, job_id: str, chunk_no: int, paths: list[str], collection: str
+    self: ModelTask, *, job_id: str, chunk_no: int, paths: list[str], collection: str
 ) -> ChunkPayload | None:
     ctx = self.ctx
     if not ctx.jobs.is_active(job_id):
@@ -104,7 +98,7 @@ def embed_chunk(
     timings["lookup"] = time.perf_counter() - start
 
     try:
-        embedder = ctx.models.embedder()
+        embedder = ctx.embedder()
     except ModelUnavailableError as exc:
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return None
@@ -152,67 +146,3 @@ def embed_chunk(
         "skipped": len(paths) - len(errors) - len(ids),
         "errors": errors,
     }
-
-
-@shared_task(
-    name=WRITE_CHUNK,
-    base=VisionTask,
-    bind=True,
-    acks_late=True,
-    autoretry_for=(MilvusException, ConnectionError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=8,
-)
-def write_chunk(
-    self: VisionTask,
-    payload: ChunkPayload | None,
-    *,
-    job_id: str,
-    chunk_no: int,
-    collection: str,
-) -> None:
-    """The only task that writes vectors; its queue has exactly one consumer."""
-    ctx = self.ctx
-    if payload is None or not ctx.jobs.is_active(job_id):
-        return
-    start = time.perf_counter()
-    new_ids: set[str] = set()
-    if payload["ids"]:
-        try:
-            ctx.store.ensure_collection(collection, payload["dim"], payload["model"])
-        except CollectionMismatchError as exc:
-            ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
-            return
-        # The single writer decides what is new, so racing chunks cannot double count.
-        new_ids = set(payload["ids"]) - ctx.store.existing_ids(collection, payload["ids"])
-        vectors = unpack(payload["vectors"], payload["dim"])
-        now = int(time.time())
-        rows = [
-            Row(
-                id=cid,
-                vector=vectors[i].tolist(),
-                path=payload["paths"][i],
-                size=payload["sizes"][i],
-                model=payload["model"],
-                indexed_at=now,
-            )
-            for i, cid in enumerate(payload["ids"])
-            if cid in new_ids
-        ]
-        ctx.store.upsert(collection, rows)
-    report = ChunkReport(
-        chunk_no=chunk_no,
-        indexed=len(new_ids),
-        skipped=payload["skipped"] + len(payload["ids"]) - len(new_ids),
-        failed=len(payload["errors"]),
-        errors=payload["errors"],
-    )
-    ctx.jobs.record_chunk(job_id, report)
-    log.info(
-        "job %s chunk %d: wrote %d rows in %.3fs",
-        job_id,
-        chunk_no,
-        len(new_ids),
-        time.perf_counter() - start,
-    )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from visionnet.paths import PathNotAllowedError, resolve_allowed
+from visionnet.core.paths import PathNotAllowedError, resolve_allowed
 
 
 @dataclass(frozen=True)

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from celery import shared_task
 
-from visionnet.jobs import JobState
-from visionnet.queues import SEARCH
-from workers.context import VisionTask
-from workers.models.info import RANDOM_WEIGHTS_NOTICE
-from workers.models.loading import ModelUnavailableError
-from workers.pipeline.reader import FileError, decode
-from workers.pipeline.sources import Source, fetch
-from workers.store.milvus_store import CollectionNotFoundError
+from visionnet.core.jobs import JobState
+from visionnet.core.jobtypes import SearchParams, job_type
+from visionnet.workers.model_worker.context import ModelTask
+from visionnet.workers.model_worker.reader import FileError, decode
+from visionnet.workers.model_worker.sources import Source, fetch
+from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
+from visionnet.workers.models.loading import ModelUnavailableError
+from visionnet.workers.vectorstore.milvus_store import CollectionNotFoundError
 
 
 class QueryError(ValueError):
     """The query cannot be answered; the job fails with this message."""
 
 
-def _query_vector(task: VisionTask, query: dict[str, Any], collection: str) -> list[float]:
+def _query_vector(task: ModelTask, query: dict[str, Any], collection: str) -> list[float]:
     ctx = task.ctx
     if "image_id" in query:
         vector = ctx.store.get_vector(collection, query["image_id"])
@@ -33,15 +32,15 @@ def _query_vector(task: VisionTask, query: dict[str, Any], collection: str) -> l
     image = raw if isinstance(raw, FileError) else decode(raw)
     if isinstance(image, FileError):
         raise QueryError(f"query image {image.name!r}: {image.error}")
-    return [float(v) for v in ctx.models.embedder().embed([image])[0]]
+    return [float(v) for v in ctx.embedder().embed([image])[0]]
 
 
-@shared_task(name=SEARCH, base=VisionTask, bind=True, acks_late=True)
-def search(
-    self: VisionTask, *, job_id: str, query: dict[str, Any], collection: str, k: int
-) -> None:
+@shared_task(name=job_type("search").task, base=ModelTask, bind=True, acks_late=True)
+def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[str, Any]) -> None:
     ctx = self.ctx
-    if not ctx.jobs.transition(job_id, JobState.RUNNING, started_at=f"{time.time():.3f}"):
+    p = SearchParams.model_validate(params)
+    collection, k = p.collection, p.k or ctx.settings.jobs.default_top_k
+    if not ctx.jobs.start(job_id):
         return
     ctx.jobs.set_fields(job_id, total=1)
     try:
@@ -57,7 +56,7 @@ def search(
     ctx.jobs.add_progress(job_id, 1)
     result: dict[str, Any] = {"collection": collection, "hits": [h.__dict__ for h in hits]}
     if "image_id" not in query:
-        info = ctx.models.embedder().info
+        info = ctx.embedder().info
         result["model"] = info
         if info["random_weights"]:
             result["notice"] = RANDOM_WEIGHTS_NOTICE

@@ -18,13 +18,9 @@ from typing import Any
 
 import redis
 
+from visionnet.core.jobtypes import job_type as job_type_spec
+
 PREFIX = "visionnet:job:"
-
-
-class JobType(StrEnum):
-    CLASSIFY = "classify"
-    INDEX = "index"
-    SEARCH = "search"
 
 
 class JobState(StrEnum):
@@ -115,15 +111,19 @@ class JobStore:
     def key(job_id: str) -> str:
         return PREFIX + job_id
 
-    def create(self, job_type: JobType, params: Mapping[str, Any], total: int = 0) -> str:
-        job_id = new_job_id()
+    def create(
+        self, job_type: str, params: Mapping[str, Any], total: int = 0, job_id: str | None = None
+    ) -> str:
+        """Record a new queued job of a type from the job type table; returns its id."""
+        spec = job_type_spec(job_type)
+        job_id = job_id or new_job_id()
         key = self.key(job_id)
         pipe = self._r.pipeline()
         pipe.hset(
             key,
             mapping={
                 "id": job_id,
-                "type": job_type.value,
+                "type": spec.name,
                 "state": JobState.QUEUED.value,
                 "created_at": _now(),
                 "total": total,
@@ -162,6 +162,10 @@ class JobStore:
         for name, value in fields.items():
             args += [name, value if isinstance(value, str | int | float) else json.dumps(value)]
         return int(self._transition(keys=[self.key(job_id)], args=args)) == 1
+
+    def start(self, job_id: str) -> bool:
+        """Mark a job running; False if it was cancelled or expired before it ran."""
+        return self.transition(job_id, JobState.RUNNING, started_at=_now())
 
     def set_fields(self, job_id: str, **fields: int | str) -> None:
         self._r.hset(self.key(job_id), mapping=fields)  # type: ignore[arg-type]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from workers.context import WorkerContext
-from workers.pipeline.reader import FileError, RawFile, read_path
+from visionnet.workers.base import WorkerContext
+from visionnet.workers.model_worker.reader import FileError, RawFile, read_path
 
 
 class Source(TypedDict, total=False):

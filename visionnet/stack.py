@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from config.settings import Settings
+from visionnet.config.settings import Settings
 
 
 def redis_server_binary() -> str:

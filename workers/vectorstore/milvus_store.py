@@ -3,7 +3,7 @@
 The same client code serves the embedded ``milvus-lite server`` and a real
 Milvus cluster; only the URI differs. Writers must flush before reporting a
 write as done (unflushed rows do not survive a crash), and with Milvus Lite
-there must be exactly one writer: see ``workers.tasks.index.write_chunk``.
+there must be exactly one writer: see ``visionnet.workers.store_writer.write_chunk``.
 """
 
 from __future__ import annotations

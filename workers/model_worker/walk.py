@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from visionnet.paths import PathNotAllowedError, resolve_allowed
+from visionnet.core.paths import PathNotAllowedError, resolve_allowed
 
 
 def iter_images(root: Path, extensions: Iterable[str], roots: list[Path]) -> Iterator[str]:

@@ -1,33 +1,35 @@
-"""Task names and queues: the contract between the web and the workers.
+"""Queues, task names and routes: the contract between the web and the workers.
 
 The web sends tasks by name and never imports worker code, so neither torch
-nor pymilvus is ever loaded in the web process.
+nor pymilvus is ever loaded in the web process. Root tasks come from the job
+type table; the index pipeline adds two internal stages.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from config.settings import Settings
+from visionnet.config.settings import Settings
 
 MODELS_QUEUE = "models"
 STORE_QUEUE = "store"
 
-CLASSIFY = "visionnet.classify"
-SEARCH = "visionnet.search"
-PLAN_INDEX = "visionnet.index.plan"
+# Internal stages of an index job (the root task, ``visionnet.index``, plans them).
 EMBED_CHUNK = "visionnet.index.embed_chunk"
 WRITE_CHUNK = "visionnet.index.write_chunk"
+# Where the store writer's tasks live; its queue has exactly one consumer.
+STORE_TASKS_MODULE = "visionnet.workers.store_writer.write_chunk"
 
-TASK_ROUTES: dict[str, dict[str, str]] = {
-    CLASSIFY: {"queue": MODELS_QUEUE},
-    SEARCH: {"queue": MODELS_QUEUE},
-    PLAN_INDEX: {"queue": MODELS_QUEUE},
-    EMBED_CHUNK: {"queue": MODELS_QUEUE},
+
+def task_routes() -> dict[str, dict[str, str]]:
+    from visionnet.core.jobtypes import JOB_TYPES
+
+    routes = {spec.task: {"queue": spec.queue} for spec in JOB_TYPES.values()}
+    routes[EMBED_CHUNK] = {"queue": MODELS_QUEUE}
     # Every write goes to one queue consumed by exactly one process: Milvus Lite
     # corrupts its log under concurrent writers.
-    WRITE_CHUNK: {"queue": STORE_QUEUE},
-}
+    routes[WRITE_CHUNK] = {"queue": STORE_QUEUE}
+    return routes
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "result_expires": settings.result_ttl_s,
-        "task_routes": TASK_ROUTES,
+        "task_routes": task_routes(),
         "task_default_queue": MODELS_QUEUE,
         # Long tasks: take one at a time so idle workers can pick up the rest.
         "worker_prefetch_multiplier": 1,

@@ -1,0 +1,28 @@
+"""A tiny random-weights model in the demo architecture, built from a config and saved to disk.
+
+Tests load it by path through the same code that loads real models. Its config
+carries the random-weights flag, so results made with it say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visionnet.training.architecture import demo_config, demo_processor
+from visionnet.workers.models.info import RANDOM_WEIGHTS_FLAG
+from visionnet.workers.models.shipped import DEMO_LABELS
+
+
+def build_tiny_model(out: Path, *, seed: int = 1) -> Path:
+    import torch
+    from transformers import ResNetForImageClassification
+
+    torch.manual_seed(seed)
+    config = demo_config(DEMO_LABELS, hidden_sizes=(8, 16))
+    setattr(config, RANDOM_WEIGHTS_FLAG, True)
+    model = ResNetForImageClassification(config)
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    demo_processor(32).save_pretrained(out)
+    return out

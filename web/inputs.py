@@ -1,0 +1,76 @@
+"""Turning a validated request into a job's input, one function per input kind.
+
+Each checks what it can before anything is queued (only images get through,
+paths only under the allowed roots) and returns the job's size and the root
+task's input arguments. Uploads are parked in Redis under the job's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from visionnet.core.jobtypes import InputKind
+from visionnet.web.api.common import allowed_path
+from visionnet.web.errors import APIError
+from visionnet.web.services import Services
+from visionnet.web.uploads import read_image_upload
+
+
+@dataclass(frozen=True)
+class JobInput:
+    total: int
+    task_kwargs: dict[str, Any]
+
+
+def images_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    paths: list[str] | None = getattr(req, "paths", None)
+    files: list[Any] = getattr(req, "files", None) or []
+    count = len(paths) if paths is not None else len(files)
+    if count > svc.settings.web.max_files:
+        raise APIError(400, "bad_request", f"at most {svc.settings.web.max_files} images per job")
+    if paths is not None:
+        sources: list[dict[str, str]] = []
+        for path in paths:
+            resolved = allowed_path(path)
+            if not Path(resolved).is_file():
+                raise APIError(400, "bad_request", f"{path!r} is not a file")
+            sources.append({"path": resolved})
+        return JobInput(count, {"sources": sources})
+    payloads = [(f.filename or f"upload-{i}", read_image_upload(f)) for i, f in enumerate(files)]
+    sources = [
+        {"blob": svc.blobs.put(job_id, i, data), "name": name}
+        for i, (name, data) in enumerate(payloads)
+    ]
+    return JobInput(count, {"sources": sources})
+
+
+def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    given: str = req.source.path  # type: ignore[attr-defined]
+    root = allowed_path(given)
+    if not Path(root).is_dir():
+        raise APIError(400, "bad_request", f"{given!r} is not a directory")
+    return JobInput(0, {"root": root})  # the planner counts the files
+
+
+def query_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    image_id: str | None = getattr(req, "image_id", None)
+    if image_id is not None:
+        return JobInput(1, {"query": {"image_id": image_id}})
+    upload = req.image  # type: ignore[attr-defined]
+    data = read_image_upload(upload)
+    name = upload.filename or "query"
+    return JobInput(
+        1, {"query": {"source": {"blob": svc.blobs.put(job_id, 0, data), "name": name}}}
+    )
+
+
+INPUTS: dict[InputKind, Callable[[Services, str, BaseModel], JobInput]] = {
+    InputKind.IMAGES: images_input,
+    InputKind.FOLDER: folder_input,
+    InputKind.QUERY: query_input,
+}

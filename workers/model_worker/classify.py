@@ -1,0 +1,42 @@
+"""Classify job: top-k labels per image, progress after every batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from visionnet.core.jobs import JobState
+from visionnet.core.jobtypes import ClassifyParams, job_type
+from visionnet.workers.model_worker.context import ModelTask
+from visionnet.workers.model_worker.images import Decoded, process_images
+from visionnet.workers.model_worker.sources import Source
+from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
+from visionnet.workers.models.loading import ModelUnavailableError
+
+
+@shared_task(name=job_type("classify").task, base=ModelTask, bind=True, acks_late=True)
+def classify(
+    self: ModelTask, *, job_id: str, sources: list[Source], params: dict[str, Any]
+) -> None:
+    ctx = self.ctx
+    top_k = ClassifyParams.model_validate(params).top_k or ctx.settings.jobs.default_top_k
+    if not ctx.jobs.start(job_id):
+        return  # cancelled or expired before it ran
+    try:
+        model = ctx.classifier()
+    except ModelUnavailableError as exc:
+        ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
+        return
+
+    def run(batch: list[Decoded]) -> list[dict[str, Any]]:
+        rows = model.predict([d.image for d in batch], top_k)
+        return [{"predictions": [p.__dict__ for p in preds]} for preds in rows]
+
+    images = process_images(ctx, job_id, sources, run)
+    if images is None:
+        return
+    result: dict[str, Any] = {"model": model.info, "images": images}
+    if model.info["random_weights"]:
+        result["notice"] = RANDOM_WEIGHTS_NOTICE
+    ctx.jobs.transition(job_id, JobState.SUCCEEDED, result=result)

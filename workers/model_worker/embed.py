@@ -1,0 +1,54 @@
+"""Embed job: each image's feature vector, returned to the caller.
+
+The same embedder as index and search, so a vector here equals the one an
+index job stores for the same file (same content id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from visionnet.core.jobs import JobState
+from visionnet.core.jobtypes import EmbedParams, job_type
+from visionnet.workers.model_worker.context import ModelTask
+from visionnet.workers.model_worker.images import Decoded, process_images
+from visionnet.workers.model_worker.sources import Source
+from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
+from visionnet.workers.models.loading import ModelUnavailableError
+
+
+@shared_task(name=job_type("embed").task, base=ModelTask, bind=True, acks_late=True)
+def embed(self: ModelTask, *, job_id: str, sources: list[Source], params: dict[str, Any]) -> None:
+    EmbedParams.model_validate(params)
+    ctx = self.ctx
+    if not ctx.jobs.start(job_id):
+        return
+    try:
+        model = ctx.embedder()
+    except ModelUnavailableError as exc:
+        ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
+        return
+    dims: set[int] = set()
+
+    def run(batch: list[Decoded]) -> list[dict[str, Any]]:
+        vectors = model.embed([d.image for d in batch])
+        dims.add(int(vectors.shape[1]))
+        return [
+            {"id": d.raw.content_id, "vector": [float(v) for v in row]}
+            for d, row in zip(batch, vectors, strict=True)
+        ]
+
+    images = process_images(ctx, job_id, sources, run)
+    if images is None:
+        return
+    result: dict[str, Any] = {
+        "model": model.info,
+        "dim": dims.pop() if dims else None,
+        "normalized": model.normalized,
+        "images": images,
+    }
+    if model.info["random_weights"]:
+        result["notice"] = RANDOM_WEIGHTS_NOTICE
+    ctx.jobs.transition(job_id, JobState.SUCCEEDED, result=result)

@@ -1,0 +1,64 @@
+"""The loop that jobs over a list of images share: fetch, decode, run a model, batch by batch.
+
+A file that cannot be read or decoded gets an error entry of its own and the
+rest go on; progress is counted after every batch, and a cancelled job stops
+at the next batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PIL.Image import Image
+
+from visionnet.workers.model_worker.context import ModelContext
+from visionnet.workers.model_worker.reader import FileError, RawFile, decode
+from visionnet.workers.model_worker.sources import Source, fetch
+
+
+@dataclass(frozen=True)
+class Decoded:
+    raw: RawFile
+    image: Image
+
+
+# Given a batch of decoded images, one result entry (without "name") per image.
+BatchFn = Callable[[list[Decoded]], list[dict[str, Any]]]
+
+
+def process_images(
+    ctx: ModelContext, job_id: str, sources: list[Source], run: BatchFn
+) -> list[dict[str, Any]] | None:
+    """One entry per source, in order: ``{"name", **run(...)}`` or ``{"name", "error"}``.
+
+    None if the job stopped being active (cancelled, expired) on the way.
+    """
+    results: list[dict[str, Any]] = []
+    batch_size = ctx.settings.models.batch_size
+    for start in range(0, len(sources), batch_size):
+        if not ctx.jobs.is_active(job_id):
+            return None
+        batch = sources[start : start + batch_size]
+        decoded: list[Decoded] = []
+        slots: list[int] = []
+        failed = 0
+        for source in batch:
+            raw = fetch(source, ctx)
+            image = raw if isinstance(raw, FileError) else decode(raw)
+            name = source.get("path") or source.get("name", "upload")
+            if isinstance(image, FileError):
+                results.append({"name": name, "error": image.error})
+                failed += 1
+            else:
+                assert isinstance(raw, RawFile)
+                slots.append(len(results))
+                results.append({"name": name})
+                decoded.append(Decoded(raw, image))
+        if decoded:
+            for slot, entry in zip(slots, run(decoded), strict=True):
+                results[slot].update(entry)
+        ctx.jobs.add_progress(job_id, len(batch), failed)
+    ctx.blobs.delete(*[s["blob"] for s in sources if "blob" in s])
+    return results
