@@ -73,6 +73,14 @@ class JobSettings(BaseModel):
     default_top_k: int = Field(5, gt=0, description="Default k for top-k and search.")
     max_top_k: int = Field(1000, gt=0, description="Largest k accepted.")
     max_errors_kept: int = Field(1000, ge=0, description="Per-file errors kept per job.")
+    redelivery_timeout_s: int = Field(
+        600,
+        gt=0,
+        description="Tasks held by a vanished worker come back after this.",
+    )
+    stall_timeout_s: int = Field(
+        900, gt=0, description="A running job with no progress for this long is failed."
+    )
     extensions: list[str] = Field(..., description="Image file extensions indexed.")
 
 

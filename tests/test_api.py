@@ -19,7 +19,8 @@ def test_health_reports_workers_on_each_queue(stack: Stack) -> None:
 
 
 def test_unknown_job_is_404(stack: Stack) -> None:
-    for job_id in ("0" * 32, "no-such-job"):
+    # Lookalikes of a job's side keys must not reach Redis as job ids (was a 500).
+    for job_id in ("0" * 32, "no-such-job", "0" * 32 + ":chunks", "0" * 32 + ":errors"):
         r = requests.get(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10)
         assert r.status_code == 404
         assert r.json()["error"] == "not_found"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 from tests.conftest import Stack
@@ -49,3 +50,20 @@ def test_oversized_upload_is_413(stack: Stack) -> None:
         content_type="multipart/form-data",
     )
     assert r.status_code == 413 and "error" in r.json  # type: ignore[operator]
+
+
+def test_a_stalled_running_job_is_failed_when_read(stack: Stack) -> None:
+    from visionnet.core.jobs import JobStore
+    from visionnet.core.redis_conn import connect
+
+    settings = _settings(redis_url=stack.redis_url, jobs={"stall_timeout_s": 1})
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    jobs = JobStore(connect(stack.redis_url), ttl_s=60)
+    job = jobs.create("classify", {}, total=3)
+    assert jobs.start(job) and jobs.set_progress(job, 1)
+    assert client.get(f"/api/v1/jobs/{job}").json["state"] == "running"  # type: ignore[index]
+    time.sleep(1.5)  # no worker reports: the one that held it is gone
+    body = client.get(f"/api/v1/jobs/{job}").json
+    assert body["state"] == "failed"  # type: ignore[index]
+    assert "no progress" in body["error"] and "stall_timeout_s" in body["error"]  # type: ignore[index]
+    assert body["progress"]["done"] == 1  # type: ignore[index]

@@ -16,7 +16,8 @@ def jobs(stack: Stack) -> JobStore:
 
 def test_redelivered_chunk_counts_once(jobs: JobStore) -> None:
     job = jobs.create("index", {"collection": "c"})
-    jobs.add_planned(job, files=10, chunks=2)
+    assert jobs.plan_chunk(job, 0, 6) and jobs.plan_chunk(job, 1, 4)
+    assert jobs.plan_chunk(job, 0, 6)  # a redelivered planner plans chunk 0 again
     assert not jobs.record_chunk(job, ChunkReport(0, 4, 1, 0, []))
     assert not jobs.record_chunk(job, ChunkReport(0, 4, 1, 0, []))  # redelivered
     record = jobs.get(job)
@@ -58,3 +59,45 @@ def test_writer_lock_is_kept_alive_and_exclusive(stack: Stack) -> None:
         hold_writer_lock(client, wait_s=0.2, ttl_s=1.5, key="test-writer-lock")
     held.release()
     hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-writer-lock").release()
+
+
+def test_progress_writes_never_recreate_a_missing_record(jobs: JobStore) -> None:
+    assert not jobs.set_progress("0" * 32, 5, 1)
+    assert not jobs.plan_chunk("0" * 32, 0, 10)
+    assert not jobs.finish_planning("0" * 32)
+    assert jobs.get("0" * 32) is None  # no stateless hash left behind
+
+
+def test_progress_refreshes_the_lifetime(stack: Stack) -> None:
+    client = connect(stack.redis_url)
+    short = JobStore(client, ttl_s=5)
+    job = short.create("classify", {})
+    client.expire(JobStore.key(job), 1)
+    assert short.set_progress(job, 1)
+    assert client.ttl(JobStore.key(job)) > 1
+    assert short.plan_chunk(job, 0, 3)
+    assert client.ttl(JobStore.key(job) + ":planned") > 1
+
+
+def test_a_chunk_decision_is_kept_across_reruns(jobs: JobStore) -> None:
+    job = jobs.create("index", {"collection": "c"})
+    assert jobs.decide_once(job, 3, '["a", "b"]') == '["a", "b"]'
+    # The re-run sees the rows as stored already; the first decision still counts.
+    assert jobs.decide_once(job, 3, "[]") == '["a", "b"]'
+    assert jobs.decide_once(job, 4, "[]") == "[]"
+
+
+def test_a_running_job_without_progress_reports_its_idle_time(jobs: JobStore) -> None:
+    job = jobs.create("classify", {})
+    assert jobs.stalled_since(jobs.get(job) or {}) is None  # queued: not stalled
+    assert jobs.start(job)
+    idle = jobs.stalled_since(jobs.get(job) or {})
+    assert idle is not None and 0 <= idle < 5
+
+
+def test_only_job_ids_reach_the_keys() -> None:
+    from visionnet.core.jobs import is_job_id, new_job_id
+
+    assert is_job_id(new_job_id())
+    for bad in ("x:chunks", "0" * 31 + ":errors", "A" * 32, "", "0" * 64):
+        assert not is_job_id(bad)

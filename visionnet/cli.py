@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from visionnet.config.settings import get_settings
+from visionnet.config.settings import Settings, get_settings
 
 
 @click.group()
@@ -33,6 +34,8 @@ def up(no_flower: bool) -> None:
     manager = honcho.manager.Manager()
     for name, cmd in processes(settings, flower=not no_flower).items():
         manager.add_process(name, cmd, env=env)
+    if not settings.redis_url:
+        _check_redis_in_background(settings, manager)
     click.echo(
         f"VisionNet: web http://{settings.web.host}:{settings.web.port}/  "
         f"Flower http://{settings.flower.host}:{settings.flower.port}/  "
@@ -42,6 +45,21 @@ def up(no_flower: bool) -> None:
     # 130/143: stopped by Ctrl-C or SIGTERM as asked, every process ended: success.
     rc = manager.returncode or 0
     sys.exit(0 if rc in (130, 143) else rc)
+
+
+def _check_redis_in_background(settings: Settings, manager: Any) -> None:
+    """Stop the stack, loudly, if the embedded Redis would not keep job records."""
+    import threading
+
+    from visionnet.stack import redis_persistence_problems
+
+    def check() -> None:
+        problems = redis_persistence_problems(settings)
+        if problems:
+            click.echo("VisionNet: stopping, job records would not survive: " + "; ".join(problems))
+            manager.terminate()
+
+    threading.Thread(target=check, name="redis-check", daemon=True).start()
 
 
 @main.command()

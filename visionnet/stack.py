@@ -39,10 +39,17 @@ def redis_server_argv(settings: Settings) -> list[str]:
         "700",
         "--dir",
         str(state),
-        "--save",
-        "60 1",
+        # Job records must survive a restart and a kill -9: an append-only
+        # file fsynced every second (at most 1 s of writes lost), plus a
+        # snapshot. Each value is its own argument: redis-server 6.2 reads
+        # "--save '60 1'" as an empty save list.
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "60",
+        "1",
         "--loglevel",
         "warning",
     ]
@@ -86,3 +93,37 @@ def child_env(settings: Settings) -> dict[str, str]:
     env["VISIONNET_MILVUS__URI"] = settings.effective_milvus_uri
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+# What the embedded Redis must report back through CONFIG GET once it runs.
+REDIS_PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec", "save": "60 1"}
+
+
+def redis_persistence_problems(settings: Settings, wait_s: float = 60.0) -> list[str]:
+    """Read the embedded Redis's persistence settings back; what differs from ours.
+
+    Arguments that a redis-server build reads differently from what we meant
+    fail silently (no snapshot is ever written), so the run command checks.
+    """
+    import time
+
+    import redis
+
+    from visionnet.core.redis_conn import connect
+
+    client = connect(settings.effective_redis_url, timeout_s=2.0)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.ping()
+            break
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            if time.monotonic() > deadline:
+                return [f"embedded Redis did not answer within {wait_s:.0f}s"]
+            time.sleep(0.2)
+    problems = []
+    for name, want in REDIS_PERSISTENCE.items():
+        got = client.config_get(name).get(name)
+        if got != want:
+            problems.append(f"redis {name} is {got!r}, expected {want!r}")
+    return problems

@@ -37,6 +37,7 @@ class Services:
             "socket_timeout": 3,
             "socket_connect_timeout": 3,
             "max_retries": 1,
+            "visibility_timeout": settings.jobs.redelivery_timeout_s,
         }
         celery.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0.2}
         url = settings.effective_redis_url

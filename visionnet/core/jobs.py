@@ -9,6 +9,7 @@ Records expire ``ttl_s`` after their last write.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -33,12 +34,13 @@ class JobState(StrEnum):
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
-# KEYS: job hash, chunk set, error list. ARGV: chunk no, indexed, skipped,
-# failed, now, ttl, max errors, errors JSON...
+# KEYS: job hash, chunk set, error list, planned set. ARGV: chunk no, indexed,
+# skipped, failed, now, ttl, max errors, errors JSON...
 _RECORD_CHUNK = """
 local job, chunks, errs = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call('HGET', job, 'state')
 if not state then return -1 end
+redis.call('HSET', job, 'updated_at', ARGV[5])
 if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
   redis.call('HINCRBY', job, 'indexed', ARGV[2])
   redis.call('HINCRBY', job, 'skipped', ARGV[3])
@@ -54,6 +56,7 @@ local ttl = tonumber(ARGV[6])
 redis.call('EXPIRE', job, ttl)
 redis.call('EXPIRE', chunks, ttl)
 redis.call('EXPIRE', errs, ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
 if state ~= 'running' and state ~= 'queued' then return 0 end
 if redis.call('HGET', job, 'planned') ~= '1' then return 0 end
 local total = tonumber(redis.call('HGET', job, 'chunks_total') or '0')
@@ -76,6 +79,47 @@ for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
+
+
+# Every progress write: only to a record that exists (never recreate an expired
+# or unknown job as a stateless hash), and it refreshes the record's lifetime.
+# KEYS: job. ARGV: now, ttl, [field, value]...
+_SET_FIELDS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+# Counts a planned chunk once, however often the planner runs (it acks late
+# and is redelivered after a crash). KEYS: job, planned set. ARGV: chunk no,
+# files, now, ttl.
+_PLAN_CHUNK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'chunks_total', 1)
+end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+return 1
+"""
+
+# The first decision about a chunk wins: a writer re-run after a crash must
+# report what the first run decided. KEYS: decision. ARGV: value, ttl.
+_DECIDE_ONCE = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2]))
+return redis.call('GET', KEYS[1])
+"""
+
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_job_id(value: str) -> bool:
+    """Only ids this module makes reach Redis keys (no ``x:chunks`` lookalikes)."""
+    return bool(JOB_ID_PATTERN.fullmatch(value))
 
 
 def new_job_id() -> str:
@@ -106,6 +150,9 @@ class JobStore:
         self._max_errors = max_errors
         self._record_chunk = client.register_script(_RECORD_CHUNK)
         self._transition = client.register_script(_TRANSITION)
+        self._set_fields = client.register_script(_SET_FIELDS)
+        self._plan_chunk = client.register_script(_PLAN_CHUNK)
+        self._decide_once = client.register_script(_DECIDE_ONCE)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -167,20 +214,33 @@ class JobStore:
         """Mark a job running; False if it was cancelled or expired before it ran."""
         return self.transition(job_id, JobState.RUNNING, started_at=_now())
 
-    def set_fields(self, job_id: str, **fields: int | str) -> None:
-        self._r.hset(self.key(job_id), mapping=fields)  # type: ignore[arg-type]
+    def set_fields(self, job_id: str, **fields: int | str) -> bool:
+        """Update fields of an existing record (refreshing its lifetime); False if it is gone."""
+        args: list[Any] = [_now(), self._ttl]
+        for name, value in fields.items():
+            args += [name, value]
+        return int(self._set_fields(keys=[self.key(job_id)], args=args)) == 1
 
-    def add_progress(self, job_id: str, done: int, failed: int = 0) -> None:
-        pipe = self._r.pipeline()
-        pipe.hincrby(self.key(job_id), "done", done)
-        pipe.hincrby(self.key(job_id), "failed", failed)
-        pipe.execute()
+    def set_progress(self, job_id: str, done: int, failed: int = 0) -> bool:
+        """Absolute counts of a job run by one task: a redelivered task counts from zero again."""
+        return self.set_fields(job_id, done=done, failed=failed)
 
-    def add_planned(self, job_id: str, files: int, chunks: int) -> None:
-        pipe = self._r.pipeline()
-        pipe.hincrby(self.key(job_id), "total", files)
-        pipe.hincrby(self.key(job_id), "chunks_total", chunks)
-        pipe.execute()
+    def plan_chunk(self, job_id: str, chunk_no: int, files: int) -> bool:
+        """Count chunk ``chunk_no`` of ``files`` files into the totals, once."""
+        keys = [self.key(job_id), self.key(job_id) + ":planned"]
+        return int(self._plan_chunk(keys=keys, args=[chunk_no, files, _now(), self._ttl])) == 1
+
+    def decide_once(self, job_id: str, chunk_no: int, value: str) -> str:
+        """Store ``value`` as chunk ``chunk_no``'s decision unless one is stored; return it."""
+        key = f"{self.key(job_id)}:decision:{chunk_no}"
+        return str(self._decide_once(keys=[key], args=[value, self._ttl]))
+
+    def stalled_since(self, record: dict[str, str]) -> float | None:
+        """Seconds since a running job last made progress; None unless running."""
+        if record.get("state") != JobState.RUNNING.value:
+            return None
+        last = max(float(record.get(k) or 0) for k in ("started_at", "updated_at", "created_at"))
+        return max(0.0, time.time() - last)
 
     def record_chunk(self, job_id: str, report: ChunkReport) -> bool:
         """Count one chunk once; True if this report finished the job."""
@@ -200,10 +260,11 @@ class JobStore:
 
     def finish_planning(self, job_id: str) -> bool:
         """Mark the walk complete; finishes the job at once if every chunk reported."""
-        self.set_fields(job_id, planned=1)
+        if not self.set_fields(job_id, planned=1):
+            return False
         # An empty report for a chunk number no planner uses re-runs the completion check.
         return self.record_chunk(job_id, ChunkReport(-1, 0, 0, 0, []))
 
     def _aux_keys(self, job_id: str) -> list[str]:
         key = self.key(job_id)
-        return [key + ":chunks", key + ":errors"]
+        return [key + ":chunks", key + ":errors", key + ":planned"]

@@ -48,7 +48,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Long tasks: take one at a time so idle workers can pick up the rest.
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        "broker_transport_options": {
+            "socket_timeout": 5,
+            "socket_connect_timeout": 5,
+            "visibility_timeout": settings.jobs.redelivery_timeout_s,
+        },
+        # Every task acks late and is idempotent; a task whose pool process is
+        # killed goes back to the queue instead of being acked as failed.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Nothing reads task results (jobs report to their records), and a chain
+        # passes embed_chunk's vectors to write_chunk without the backend.
+        "task_ignore_result": True,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "timezone": "UTC",

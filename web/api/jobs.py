@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from visionnet.core.jobs import JobState
+from visionnet.core.jobs import JobState, is_job_id
 from visionnet.web.api.common import ERRORS, api_blueprint
 from visionnet.web.errors import APIError
 from visionnet.web.jobview import job_document
@@ -15,10 +15,30 @@ bp = api_blueprint("jobs", "jobs", "Poll and cancel jobs.")
 
 
 def _load(job_id: str) -> dict[str, str]:
-    record = services().jobs.get(job_id) if len(job_id) <= 64 else None
+    jobs = services().jobs
+    record = jobs.get(job_id) if is_job_id(job_id) else None
     if record is None:
         raise APIError(404, "not_found", f"no job with id {job_id!r} (unknown or expired)")
-    return record
+    return _fail_if_stalled(job_id, record)
+
+
+def _fail_if_stalled(job_id: str, record: dict[str, str]) -> dict[str, str]:
+    """A running job that stopped making progress ends ``failed``, never ``running`` forever.
+
+    Checked whenever a job is read: a job is only ever seen through a read.
+    """
+    svc = services()
+    limit = svc.settings.jobs.stall_timeout_s
+    idle = svc.jobs.stalled_since(record)
+    if idle is None or idle <= limit:
+        return record
+    svc.jobs.transition(
+        job_id,
+        JobState.FAILED,
+        error=f"no progress for {idle:.0f}s (jobs.stall_timeout_s={limit}): the workers "
+        "that held it are gone; submit it again",
+    )
+    return svc.jobs.get(job_id) or record
 
 
 @bp.get(

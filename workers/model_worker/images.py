@@ -36,6 +36,7 @@ def process_images(
     None if the job stopped being active (cancelled, expired) on the way.
     """
     results: list[dict[str, Any]] = []
+    failed = 0
     batch_size = ctx.settings.models.batch_size
     for start in range(0, len(sources), batch_size):
         if not ctx.jobs.is_active(job_id):
@@ -43,7 +44,6 @@ def process_images(
         batch = sources[start : start + batch_size]
         decoded: list[Decoded] = []
         slots: list[int] = []
-        failed = 0
         for source in batch:
             raw = fetch(source, ctx)
             image = raw if isinstance(raw, FileError) else decode(raw)
@@ -59,6 +59,7 @@ def process_images(
         if decoded:
             for slot, entry in zip(slots, run(decoded), strict=True):
                 results[slot].update(entry)
-        ctx.jobs.add_progress(job_id, len(batch), failed)
+        # Absolute counts: a redelivered task starts over without counting twice.
+        ctx.jobs.set_progress(job_id, len(results), failed)
     ctx.blobs.delete(*[s["blob"] for s in sources if "blob" in s])
     return results

@@ -44,8 +44,8 @@ def plan_index(self: ModelTask, *, job_id: str, root: str, params: dict[str, Any
     for chunk_no, paths in enumerate(chunked(files, settings.jobs.chunk_size)):
         if chunk_no % 64 == 0 and not ctx.jobs.is_active(job_id):
             return
-        # Count the chunk before it can possibly report back.
-        ctx.jobs.add_planned(job_id, files=len(paths), chunks=1)
+        # Count the chunk (once, however often the planner runs) before it can report back.
+        ctx.jobs.plan_chunk(job_id, chunk_no, len(paths))
         embed = self.app.signature(
             EMBED_CHUNK,
             kwargs={

@@ -47,13 +47,13 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
         vector = _query_vector(self, query, collection)
         hits = ctx.store.search(collection, vector, k)
     except (QueryError, CollectionNotFoundError, ModelUnavailableError) as exc:
-        ctx.jobs.add_progress(job_id, 1, 1)
+        ctx.jobs.set_progress(job_id, 1, 1)
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return
     finally:
         if "source" in query and "blob" in query["source"]:
             ctx.blobs.delete(query["source"]["blob"])
-    ctx.jobs.add_progress(job_id, 1)
+    ctx.jobs.set_progress(job_id, 1)
     result: dict[str, Any] = {"collection": collection, "hits": [h.__dict__ for h in hits]}
     if "image_id" not in query:
         info = ctx.embedder().info

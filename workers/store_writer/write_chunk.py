@@ -7,6 +7,7 @@ once), so the task acks late and may be redelivered.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -51,8 +52,12 @@ def write_chunk(
         except CollectionMismatchError as exc:
             ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
             return
-        # The single writer decides what is new, so racing chunks cannot double count.
-        new_ids = set(payload["ids"]) - ctx.store.existing_ids(collection, payload["ids"])
+        # The single writer decides what is new, so racing chunks cannot double count;
+        # the first decision is kept, so a re-run after a crash between the write and
+        # the report counts the rows it stored as indexed, not as skipped.
+        fresh = set(payload["ids"]) - ctx.store.existing_ids(collection, payload["ids"])
+        decided = ctx.jobs.decide_once(job_id, chunk_no, json.dumps(sorted(fresh)))
+        new_ids = set(json.loads(decided))
         vectors = unpack(payload["vectors"], payload["dim"])
         now = int(time.time())
         rows = [
