@@ -56,7 +56,13 @@ def register_error_handlers(app: Flask) -> None:
         if exc.response is not None and exc.response.is_json:
             return exc.response
         name = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, name, exc.description or name)
+        response = jsonify(error=name, message=exc.description or name)
+        response.status_code = exc.code or 500
+        # Keep the exception's own headers (405 carries Allow).
+        for header, value in exc.get_headers():
+            if header.lower() != "content-type":
+                response.headers[header] = value
+        return response
 
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)

@@ -9,7 +9,7 @@ in pydantic's lax mode, which turns ``"5"`` into 5 and refuses ``"true"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from flask_openapi3 import FileStorage
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -23,7 +23,9 @@ class StrictJson(BaseModel):
 
 
 class IndexSource(StrictJson):
-    path: str = Field(..., description="Directory under an allowed root, walked recursively.")
+    path: str = Field(
+        ..., min_length=1, description="Directory under an allowed root, walked recursively."
+    )
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
     InputKind.IMAGES: (
         {
             "paths": (
-                list[str],
+                list[Annotated[str, Field(min_length=1)]],
                 Field(..., min_length=1, description="Absolute paths under allowed roots."),
             )
         },

@@ -19,6 +19,13 @@ def read_image_upload(upload: FileStorage) -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError as exc:
+        # Pillow's message names an in-memory object (<_io.BytesIO at 0x…>): say it in words.
+        raise APIError(400, "bad_request", f"file {name!r} is not an image format we read") from exc
+    except Image.DecompressionBombError as exc:
+        raise APIError(
+            400, "bad_request", f"file {name!r} has too many pixels to decode safely"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise APIError(400, "bad_request", f"file {name!r} is not a readable image: {exc}") from exc
     return data

@@ -11,6 +11,8 @@ class PathNotAllowedError(ValueError):
 
 def resolve_allowed(path: str | Path, roots: list[Path]) -> Path:
     """Resolve symlinks and ``..`` first, then require the result under a root."""
+    if not str(path) or "\x00" in str(path):
+        raise PathNotAllowedError("path must be a non-empty string without NUL bytes")
     candidate = Path(path).expanduser()
     if not candidate.is_absolute():
         raise PathNotAllowedError(f"path must be absolute: {str(path)!r}")

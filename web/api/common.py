@@ -66,7 +66,10 @@ def parse_request(models: RequestModels) -> BaseModel:
             data[models.files.name] = uploads if models.files.many else uploads[0]
         return models.form.model_validate(data)
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # deeply nested JSON: the parser gives up
+            raise APIError(400, "bad_request", "JSON body is nested too deeply") from None
         if not isinstance(body, dict):
             raise APIError(400, "bad_request", "request body must be a JSON object")
         return models.json.model_validate(body)

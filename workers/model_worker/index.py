@@ -40,7 +40,7 @@ def plan_index(self: ModelTask, *, job_id: str, root: str, params: dict[str, Any
     if not ctx.jobs.start(job_id):
         return
     settings = ctx.settings
-    files = iter_images(Path(root), settings.jobs.extensions, settings.resolved_roots)
+    files = iter_images(Path(root), settings.jobs.extensions)
     for chunk_no, paths in enumerate(chunked(files, settings.jobs.chunk_size)):
         if chunk_no % 64 == 0 and not ctx.jobs.is_active(job_id):
             return

@@ -51,7 +51,9 @@ def decode(raw: RawFile) -> Image.Image | FileError:
         with Image.open(io.BytesIO(raw.data)) as opened:
             upright = ImageOps.exif_transpose(opened)
             return upright.convert("RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        return FileError(raw.name, f"not a decodable image: {exc}")
+    except UnidentifiedImageError:
+        return FileError(raw.name, "not an image format we read")
+    except Image.DecompressionBombError:
+        return FileError(raw.name, "too many pixels to decode safely")
     except (OSError, ValueError, SyntaxError) as exc:
         return FileError(raw.name, f"corrupt image: {exc}")

@@ -6,24 +6,20 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from visionnet.core.paths import PathNotAllowedError, resolve_allowed
 
+def iter_images(root: Path, extensions: Iterable[str]) -> Iterator[str]:
+    """Yield image paths in a stable order.
 
-def iter_images(root: Path, extensions: Iterable[str], roots: list[Path]) -> Iterator[str]:
-    """Yield image paths in a stable order; links that lead outside the roots are dropped."""
+    A link that leads outside the roots is yielded too: the reader refuses it,
+    so it is counted as a per-file error instead of vanishing from the job.
+    """
     wanted = {e.lower() for e in extensions}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             if os.path.splitext(name)[1].lower() not in wanted:
                 continue
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                try:
-                    resolve_allowed(path, roots)
-                except PathNotAllowedError:
-                    continue
-            yield path
+            yield os.path.join(dirpath, name)
 
 
 def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -1,0 +1,84 @@
+"""Bad input gets a 4xx with a JSON body naming the problem, never a 500 or a leak."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import requests
+from PIL import Image
+
+from tests.conftest import Stack
+from tests.helpers import submit, wait_job, write_images
+
+
+def _post(stack: Stack, endpoint: str, **kw: object) -> requests.Response:
+    return requests.post(f"{stack.base}/api/v1/{endpoint}", timeout=30, **kw)  # type: ignore[arg-type]
+
+
+def test_nul_byte_and_empty_paths_are_400(stack: Stack) -> None:
+    r = _post(stack, "classify", json={"paths": [f"{stack.root}/a\x00.png"]})
+    assert r.status_code == 400 and "NUL" in r.json()["message"]
+    r = _post(stack, "index", json={"source": {"path": f"{stack.root}\x00"}})
+    assert r.status_code == 400 and "NUL" in r.json()["message"]
+    r = _post(stack, "index", json={"source": {"path": ""}})
+    assert r.status_code == 400 and "path" in r.json()["message"]
+    r = _post(stack, "embed", json={"paths": [""]})
+    assert r.status_code == 400 and "paths" in r.json()["message"]
+
+
+def test_deeply_nested_json_is_400(stack: Stack) -> None:
+    r = _post(stack, "search", data=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+
+
+def _huge_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width x height pixels: decoding it would need GBs."""
+    out = io.BytesIO()
+    Image.new("L", (1, 1)).save(out, format="PNG")
+    data = out.getvalue()
+    ihdr = data[8:33]
+    body = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + ihdr[16:21]
+    chunk = (13).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    return data[:8] + chunk + data[33:]
+
+
+def test_decompression_bomb_upload_is_400(stack: Stack) -> None:
+    bomb = _huge_png(20_000, 20_000)  # 400 megapixels
+    r = _post(stack, "classify", files=[("files", ("bomb.png", bomb, "image/png"))])
+    assert r.status_code == 400
+    assert "bomb.png" in r.json()["message"] and "pixels" in r.json()["message"]
+
+
+def test_error_messages_name_no_internal_objects(stack: Stack) -> None:
+    r = _post(stack, "embed", files=[("files", ("junk.jpg", b"\xff\xd8 junk", "image/jpeg"))])
+    assert r.status_code == 400
+    message = r.json()["message"]
+    assert "junk.jpg" in message and "BytesIO" not in message and "0x" not in message
+
+
+def test_405_says_which_methods_are_allowed(stack: Stack) -> None:
+    r = requests.get(f"{stack.base}/api/v1/embed", timeout=10)
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    assert "POST" in r.headers["Allow"]
+
+
+def test_wrong_content_type_on_index_is_415(stack: Stack) -> None:
+    r = _post(stack, "index", data=b"path=/x", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
+
+
+def test_a_link_out_of_the_roots_inside_a_folder_is_a_per_file_error(stack: Stack) -> None:
+    folder = stack.root / "with_escape"
+    write_images(folder, range(800, 803))
+    outside = write_images(stack.outside / "target", range(803, 804))[0]
+    (folder / "escape.png").symlink_to(outside)
+    job_id = submit(
+        stack.base, "index", json={"source": {"path": str(folder)}, "collection": "escape"}
+    )
+    job = wait_job(stack.base, job_id, timeout=180)
+    result = job["result"]
+    assert (result["total"], result["indexed"], result["failed"]) == (4, 3, 1)
+    (error,) = result["errors"]
+    assert error["path"] == str(folder / "escape.png")
+    assert "outside the allowed roots" in error["error"]
