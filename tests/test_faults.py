@@ -7,7 +7,6 @@ must finish with exact counts, and the store must hold each good image once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -60,10 +59,17 @@ class FaultStack:
     def kill_everything(self) -> None:
         """kill -9 of the whole stack at once, as a power cut of the processes would."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        # honcho starts each process in a process group of its own: kill every one.
+        everyone = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(True)]
+        assert len(everyone) >= 5
+        for p in everyone:
+            p.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.proc = None
-        time.sleep(1)  # let the kernel reap and release sockets and locks
+        _gone, alive = psutil.wait_procs(everyone[1:], timeout=30)
+        assert alive == []
+        with pytest.raises(requests.ConnectionError):
+            requests.get(self.base + "/api/v1/health", timeout=2)
 
     def pool_child(self, role: str) -> psutil.Process:
         """The Celery pool process of ``visionnet worker <role>``: where its tasks run."""
@@ -173,3 +179,21 @@ def test_job_records_survive_a_kill_of_the_whole_stack(fault_stack: FaultStack) 
     fault_stack.up()
     again = progress(fault_stack, finished["id"])
     assert again == finished
+
+
+def test_cancel_stops_an_index_job_mid_way(fault_stack: FaultStack) -> None:
+    """With the slow model the job is certainly mid-way when cancelled: no race to excuse."""
+    folder = fault_stack.root / "cancel_mid"
+    write_images(folder, range(4000, 4096), fmt="JPEG")
+    body = {"source": {"path": str(folder)}, "collection": "cancel_mid"}
+    job_id = submit(fault_stack.base, "index", json=body)
+    assert wait_until_done_at_least(fault_stack, job_id, 16)["state"] == "running"
+    r = requests.delete(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10)
+    assert r.status_code == 202 and r.json()["state"] == "cancelled"
+    time.sleep(6)  # long enough for several more chunks, had the job gone on
+    job = progress(fault_stack, job_id)
+    assert job["state"] == "cancelled" and job["finished_at"] is not None
+    stored = fault_stack.count("cancel_mid")
+    assert 16 <= stored <= 64  # at most the chunks already in flight were written
+    again = requests.delete(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10)
+    assert again.status_code == 409

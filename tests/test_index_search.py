@@ -160,22 +160,3 @@ def test_bad_collection_name_is_400(stack: Stack) -> None:
     )
     assert r.status_code == 400
     assert "collection" in r.json()["message"]
-
-
-def test_cancel_an_index_job(stack: Stack) -> None:
-    folder = stack.root / "to_cancel"
-    write_images(folder, range(400, 480))
-    job_id = submit(
-        stack.base, "index", json={"source": {"path": str(folder)}, "collection": "cancelled"}
-    )
-    r = requests.delete(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10)
-    if r.status_code == 409:  # it won the race and finished: nothing left to cancel
-        assert wait_job(stack.base, job_id)["state"] == "succeeded"
-        return
-    assert r.status_code == 202, r.text
-    assert r.json()["state"] == "cancelled"
-    job = wait_job(stack.base, job_id)
-    assert job["state"] == "cancelled"
-    assert job["finished_at"] is not None
-    r = requests.delete(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10)
-    assert r.status_code == 409
