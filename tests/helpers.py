@@ -99,3 +99,24 @@ def float_dtypes(safetensors_file: Path) -> set[str]:
     with safe_open(str(safetensors_file), framework="pt") as f:
         keys = f.keys()  # the handle is not iterable
         return {str(f.get_slice(k).get_dtype()) for k in keys} - {"I64"}
+
+
+def with_milvus(uri: str, call: Any, attempts: int = 3) -> Any:
+    """Run ``call(client)`` on a fresh client to the stack's Milvus.
+
+    gRPC in the test process sometimes gets a GOAWAY ("too many pings") from the
+    server and fails the call: retry that on a new client.
+    """
+    from pymilvus import MilvusClient, MilvusException
+
+    for attempt in range(attempts):
+        client = MilvusClient(uri=uri)
+        try:
+            return call(client)
+        except MilvusException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+        finally:
+            client.close()
+    raise AssertionError("unreachable")

@@ -7,17 +7,17 @@ import requests
 from pymilvus import MilvusClient
 
 from tests.conftest import Stack
-from tests.helpers import image_bytes, sha256_file, submit, wait_job, write_images
+from tests.helpers import image_bytes, sha256_file, submit, wait_job, with_milvus, write_images
 
 
 def _stored_vectors(stack: Stack, collection: str, ids: list[str]) -> dict[str, list[float]]:
-    client = MilvusClient(uri=stack.milvus_uri)
-    try:
+    def get(client: MilvusClient) -> dict[str, list[float]]:
         client.load_collection(collection)
         rows = client.get(collection, ids=ids, output_fields=["vector"])
         return {str(r["id"]): [float(v) for v in r["vector"]] for r in rows}
-    finally:
-        client.close()
+
+    result: dict[str, list[float]] = with_milvus(stack.milvus_uri, get)
+    return result
 
 
 def test_embed_vectors_equal_the_vectors_an_index_job_stores(stack: Stack) -> None:

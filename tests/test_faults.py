@@ -20,7 +20,7 @@ import requests
 from pymilvus import MilvusClient
 
 from tests.conftest import stack_env, start_up, stop
-from tests.helpers import image_bytes, submit, wait_healthy, wait_job, write_images
+from tests.helpers import image_bytes, submit, wait_healthy, wait_job, with_milvus, write_images
 from tests.tiny_model import build_tiny_model
 from visionnet.core.redis_conn import connect
 
@@ -83,13 +83,12 @@ class FaultStack:
         raise AssertionError(f"no pool process for worker {role}")
 
     def count(self, collection: str) -> int:
-        client = MilvusClient(uri=self.milvus_uri)
-        try:
+        def count(client: MilvusClient) -> int:
             client.load_collection(collection)
             rows = client.query(collection, filter="", output_fields=["count(*)"])
             return int(rows[0]["count(*)"])
-        finally:
-            client.close()
+
+        return int(with_milvus(self.milvus_uri, count))
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,16 @@ import requests
 from pymilvus import MilvusClient
 
 from tests.conftest import Stack
-from tests.helpers import sha256_file, submit, wait_job, write_images
+from tests.helpers import sha256_file, submit, wait_job, with_milvus, write_images
 
 
 def _count(stack: Stack, collection: str) -> int:
-    client = MilvusClient(uri=stack.milvus_uri)
-    try:
+    def count(client: MilvusClient) -> int:
         client.load_collection(collection)
         rows = client.query(collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
-    finally:
-        client.close()
+
+    return int(with_milvus(stack.milvus_uri, count))
 
 
 def _index(stack: Stack, path: str, collection: str) -> dict[str, Any]:
