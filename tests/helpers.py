@@ -101,7 +101,7 @@ def float_dtypes(safetensors_file: Path) -> set[str]:
         return {str(f.get_slice(k).get_dtype()) for k in keys} - {"I64"}
 
 
-def with_milvus(uri: str, call: Any, attempts: int = 3) -> Any:
+def with_milvus(uri: str, call: Any, attempts: int = 5) -> Any:
     """Run ``call(client)`` on a fresh client to the stack's Milvus.
 
     gRPC in the test process sometimes gets a GOAWAY ("too many pings") from the
@@ -110,13 +110,15 @@ def with_milvus(uri: str, call: Any, attempts: int = 3) -> Any:
     from pymilvus import MilvusClient, MilvusException
 
     for attempt in range(attempts):
-        client = MilvusClient(uri=uri)
+        client = None
         try:
+            client = MilvusClient(uri=uri)
             return call(client)
         except MilvusException:
             if attempt == attempts - 1:
                 raise
-            time.sleep(1)
+            time.sleep(2)
         finally:
-            client.close()
+            if client is not None:
+                client.close()
     raise AssertionError("unreachable")
