@@ -30,11 +30,9 @@ def embed(self: ModelTask, *, job_id: str, sources: list[Source], params: dict[s
     except ModelUnavailableError as exc:
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return
-    dims: set[int] = set()
 
     def run(batch: list[Decoded]) -> list[dict[str, Any]]:
         vectors = model.embed([d.image for d in batch])
-        dims.add(int(vectors.shape[1]))
         return [
             {"id": d.raw.content_id, "vector": [float(v) for v in row]}
             for d, row in zip(batch, vectors, strict=True)
@@ -45,7 +43,7 @@ def embed(self: ModelTask, *, job_id: str, sources: list[Source], params: dict[s
         return
     result: dict[str, Any] = {
         "model": model.info,
-        "dim": dims.pop() if dims else None,
+        "dim": next((len(im["vector"]) for im in images if "vector" in im), None),
         "normalized": model.normalized,
         "images": images,
     }

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from visionnet.workers.models.shipped import BUILTIN_PREFIX, builtin_names, resolve_builtin
+from visionnet.workers.models.shipped import BUILTIN_PREFIX, builtin_dir, builtin_names
 
 T = TypeVar("T")
 
@@ -25,7 +25,15 @@ def resolve_device(device: str) -> str:
 
 def resolved_ref(ref: str) -> str:
     """Where a ref's files are: a ``builtin:`` name becomes its shipped directory."""
-    return resolve_builtin(ref) or ref
+    if not ref.startswith(BUILTIN_PREFIX):
+        return ref
+    found = builtin_dir(ref)
+    if found is None:
+        raise ModelUnavailableError(
+            f"Unknown built-in model {ref!r}; built-in models: "
+            + ", ".join(BUILTIN_PREFIX + n for n in builtin_names())
+        )
+    return str(found)
 
 
 def load_pretrained(loader: Callable[..., T], ref: str, *, offline: bool, **kwargs: Any) -> T:
@@ -35,13 +43,7 @@ def load_pretrained(loader: Callable[..., T], ref: str, *, offline: bool, **kwar
     raises an OSError about connections; users need to hear which model failed
     and how to point at a local copy instead.
     """
-    builtin = resolve_builtin(ref)
-    if builtin == "":
-        raise ModelUnavailableError(
-            f"Unknown built-in model {ref!r}; built-in models: "
-            + ", ".join(BUILTIN_PREFIX + n for n in builtin_names())
-        )
-    local = Path(builtin or ref).expanduser()
+    local = Path(resolved_ref(ref)).expanduser()
     is_local = local.is_dir()
     if not is_local and (ref.startswith(("/", ".", "~")) or local.exists()):
         raise ModelUnavailableError(

@@ -32,11 +32,7 @@ def builtin_names() -> list[str]:
     return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").is_file())
 
 
-def resolve_builtin(ref: str) -> str | None:
-    """The directory of a ``builtin:`` ref, or None when ``ref`` is not one."""
-    if not ref.startswith(BUILTIN_PREFIX):
-        return None
+def builtin_dir(ref: str) -> Path | None:
+    """The shipped directory a ``builtin:<name>`` ref names; None if no such model ships."""
     name = ref.removeprefix(BUILTIN_PREFIX)
-    if name not in builtin_names():
-        return ""
-    return str(WEIGHTS_DIR / name)
+    return WEIGHTS_DIR / name if name in builtin_names() else None
