@@ -58,6 +58,9 @@ class MilvusSettings(BaseModel):
     writer_lock_wait_s: float = Field(
         35.0, ge=0, description="How long a store worker waits for the single-writer lock."
     )
+    writer_lock_ttl_s: float = Field(
+        30.0, gt=0, description="The writer lock of a store worker that died expires after this."
+    )
 
 
 class ModelSettings(BaseModel):
@@ -81,7 +84,19 @@ class JobSettings(BaseModel):
     stall_timeout_s: int = Field(
         900, gt=0, description="A running job with no progress for this long is failed."
     )
+    max_deliveries: int = Field(
+        3, gt=0, description="Runs of one task whose process died before it is given up."
+    )
     extensions: list[str] = Field(..., description="Image file extensions indexed.")
+
+
+class StackSettings(BaseModel):
+    worker_stop_wait_s: int = Field(
+        120, gt=0, description="On stop, time a worker gets to finish its task before SIGKILL."
+    )
+    start_retries: int = Field(
+        5, ge=0, description="Failed starts of one process before the whole stack stops."
+    )
 
 
 class FlowerSettings(BaseModel):
@@ -109,6 +124,7 @@ class Settings(BaseSettings):
     models: ModelSettings
     jobs: JobSettings
     flower: FlowerSettings
+    stack: StackSettings
 
     @classmethod
     def settings_customise_sources(

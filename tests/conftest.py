@@ -1,6 +1,6 @@
 """The whole stack for the end-to-end tests, started the way users start it.
 
-``visionnet up`` runs under honcho with a private Redis, a milvus-lite server
+``visionnet up`` runs under supervisord with a private Redis, a milvus-lite server
 in a temp dir, real Celery workers, Flower and the web server, on a small
 ResNet built from a config and loaded by path.
 """
@@ -21,6 +21,7 @@ from tests.helpers import free_port, wait_healthy
 from tests.tiny_model import build_tiny_model
 
 VISIONNET = str(Path(sys.executable).with_name("visionnet"))
+SUPERVISORCTL = str(Path(sys.executable).with_name("supervisorctl"))
 
 
 @dataclass
@@ -59,7 +60,7 @@ def start_up(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[byt
     return subprocess.Popen(
         [VISIONNET, "up", *args],
         env=env,
-        stdout=log.open("wb"),
+        stdout=log.open("ab"),  # O_APPEND: supervisord and its children share it
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -70,7 +71,7 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
-            return proc.wait(timeout=60)
+            return proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -57,10 +57,22 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def wait_job(base: str, job_id: str, timeout: float = 120.0, **kw: Any) -> dict[str, Any]:
+def wait_job(
+    base: str, job_id: str, timeout: float = 120.0, *, through_outages: bool = False, **kw: Any
+) -> dict[str, Any]:
+    """Poll until the job is final. ``through_outages``: the web or Redis may be restarting."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = requests.get(f"{base}/api/v1/jobs/{job_id}", timeout=10, **kw)
+        try:
+            r = requests.get(f"{base}/api/v1/jobs/{job_id}", timeout=10, **kw)
+        except requests.ConnectionError:
+            if not through_outages:
+                raise
+            time.sleep(0.5)
+            continue
+        if through_outages and r.status_code == 503:
+            time.sleep(0.5)
+            continue
         assert r.status_code == 200, r.text
         job: dict[str, Any] = r.json()
         if job["state"] in FINAL:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import requests
 from pymilvus import MilvusClient
@@ -37,7 +39,9 @@ def test_embed_vectors_equal_the_vectors_an_index_job_stores(stack: Stack) -> No
     assert job["progress"] == {"total": 6, "done": 6, "failed": 1}
     result = job["result"]
     assert result["dim"] == 16 and result["normalized"] is True
-    assert result["model"]["ref"] == str(stack.model_dir)
+    # A model name, never the server's path to it.
+    assert result["model"]["name"] == f"local:{stack.model_dir.name}"
+    assert str(stack.model_dir) not in json.dumps(job)
     *good, failed = result["images"]
     assert failed["name"] == str(bad) and "vector" not in failed and failed["error"]
 

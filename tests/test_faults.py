@@ -3,10 +3,13 @@
 A slow model (wide, at a large input size) keeps each chunk busy for a couple
 of seconds, so a kill lands while work is in flight. After each kill the job
 must finish with exact counts, and the store must hold each good image once.
+The stack runs under supervisord as users run it; its timeouts are shortened
+(redelivery 15 s, writer lock 6 s) so that recoveries fit in a test.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -19,7 +22,7 @@ import pytest
 import requests
 from pymilvus import MilvusClient
 
-from tests.conftest import stack_env, start_up, stop
+from tests.conftest import SUPERVISORCTL, stack_env, start_up, stop
 from tests.helpers import image_bytes, submit, wait_healthy, wait_job, with_milvus, write_images
 from tests.tiny_model import build_tiny_model
 from visionnet.core.redis_conn import connect
@@ -33,7 +36,15 @@ class FaultStack:
         self.root = tmp / "root"
         self.root.mkdir()
         model = build_tiny_model(tmp / "slow-model", hidden_sizes=(64, 128), image_size=512)
-        self.env = stack_env(tmp, model, self.root)
+        self.env = stack_env(
+            tmp,
+            model,
+            self.root,
+            VISIONNET_JOBS__REDELIVERY_TIMEOUT_S="15",
+            VISIONNET_JOBS__STALL_TIMEOUT_S="240",
+            VISIONNET_MILVUS__WRITER_LOCK_TTL_S="6",
+            VISIONNET_MILVUS__WRITER_LOCK_WAIT_S="10",
+        )
         self.base = f"http://127.0.0.1:{self.env['VISIONNET_WEB__PORT']}"
         self.milvus_uri = f"http://127.0.0.1:{self.env['VISIONNET_MILVUS__EMBEDDED_PORT']}"
         self.redis_url = f"redis+socket://{tmp / 'data' / 'redis' / 'redis.sock'}"
@@ -43,7 +54,7 @@ class FaultStack:
     def up(self) -> None:
         self.starts += 1
         log = self.tmp / f"up-{self.starts}.log"
-        self.proc = start_up(self.env, log, "--no-flower")
+        self.proc = start_up(self.env, log)
         try:
             wait_healthy(self.base, timeout=180)
         except AssertionError:
@@ -56,10 +67,30 @@ class FaultStack:
             stop(self.proc)
             self.proc = None
 
+    def pid(self, program: str) -> int:
+        """The pid supervisord holds for one of its programs (0 while it is not running)."""
+        conf = self.tmp / "data" / "run" / "supervisord.conf"
+        out = subprocess.run(
+            [SUPERVISORCTL, "-c", str(conf), "pid", program],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return int(out.stdout.strip()) if out.stdout.strip().isdigit() else 0
+
+    def wait_restarted(self, program: str, old_pid: int) -> int:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pid = self.pid(program)
+            if pid and pid != old_pid:
+                return pid
+            time.sleep(0.2)
+        raise AssertionError(f"supervisord did not restart {program}")
+
     def kill_everything(self) -> None:
         """kill -9 of the whole stack at once, as a power cut of the processes would."""
         assert self.proc is not None
-        # honcho starts each process in a process group of its own: kill every one.
+        # supervisord starts each process in a process group of its own: kill every one.
         everyone = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(True)]
         assert len(everyone) >= 5
         for p in everyone:
@@ -77,7 +108,7 @@ class FaultStack:
         for p in psutil.Process(self.proc.pid).children(recursive=True):
             cmd, parent = p.cmdline(), p.parent()
             # A forked pool process has its parent's command line; the parent's
-            # own parent is the shell that started it.
+            # own parent is supervisord.
             if f"worker {role}" in " ".join(cmd) and parent and parent.cmdline() == cmd:
                 return p
         raise AssertionError(f"no pool process for worker {role}")
@@ -168,12 +199,11 @@ def test_classify_job_survives_a_killed_model_worker_process(fault_stack: FaultS
 
 def test_job_records_survive_a_kill_of_the_whole_stack(fault_stack: FaultStack) -> None:
     client = connect(fault_stack.redis_url)
-    for name, want in {"appendonly": "yes", "appendfsync": "everysec", "save": "60 1"}.items():
+    for name, want in {"appendonly": "yes", "appendfsync": "always", "save": "60 1"}.items():
         assert client.config_get(name)[name] == want
     files = [("files", ("keep.png", image_bytes(3000), "image/png"))]
     finished = wait_job(fault_stack.base, submit(fault_stack.base, "classify", files=files))
     assert finished["state"] == "succeeded"
-    time.sleep(1.5)  # appendfsync everysec: at most one second of writes is at risk
     fault_stack.kill_everything()
     fault_stack.up()
     again = progress(fault_stack, finished["id"])
@@ -196,3 +226,105 @@ def test_cancel_stops_an_index_job_mid_way(fault_stack: FaultStack) -> None:
     assert 16 <= stored <= 64  # at most the chunks already in flight were written
     again = requests.delete(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10)
     assert again.status_code == 409
+
+
+def index_folder(stack: FaultStack, name: str) -> tuple[str, str]:
+    """Submit an index job over 96 good JPEGs and one broken file (7 chunks of 16)."""
+    folder = stack.root / name
+    write_images(folder, range(1000, 1096), fmt="JPEG")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg" * 8)
+    body = {"source": {"path": str(folder)}, "collection": name}
+    return submit(stack.base, "index", json=body), name
+
+
+def assert_exact(stack: FaultStack, job: dict[str, Any], collection: str) -> None:
+    assert job["state"] == "succeeded", job
+    result = job["result"]
+    assert (result["total"], result["indexed"], result["skipped"], result["failed"]) == (
+        97,
+        96,
+        0,
+        1,
+    )
+    assert job["progress"] == {"total": 97, "done": 97, "failed": 1}
+    assert stack.count(collection) == 96  # each good image once: no loss, no duplicate
+
+
+@pytest.mark.parametrize("program", ["models", "store", "milvus", "redis", "web", "flower"])
+def test_index_job_survives_a_killed_supervised_process(
+    fault_stack: FaultStack, program: str
+) -> None:
+    """SIGKILL of a worker's parent (its pool process dies with it), Milvus, Redis, web, Flower."""
+    job_id, collection = index_folder(fault_stack, f"killed_{program}")
+    assert wait_until_done_at_least(fault_stack, job_id, 16)["state"] == "running"
+    victim = fault_stack.pid(program)
+    assert victim
+    os.kill(victim, signal.SIGKILL)
+    fault_stack.wait_restarted(program, victim)  # supervisord brings it back
+    job = wait_job(fault_stack.base, job_id, timeout=300, through_outages=True)
+    assert_exact(fault_stack, job, collection)
+
+
+def test_a_chunk_that_kills_its_worker_every_time_is_given_up(fault_stack: FaultStack) -> None:
+    """A poison chunk: its model worker process dies on each of the 3 runs allowed."""
+    client = connect(fault_stack.redis_url)
+    before = set(client.scan_iter("visionnet:delivery:*"))
+    folder = fault_stack.root / "poison"
+    write_images(folder, range(6000, 6016), fmt="JPEG")  # one chunk
+    body = {"source": {"path": str(folder)}, "collection": "poison"}
+    job_id = submit(fault_stack.base, "index", json=body)
+    deadline = time.monotonic() + 120
+    while client.hget(f"visionnet:job:{job_id}", "planned") != "1":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for run in (1, 2, 3):
+        while True:  # the planner's run is counted first, then the chunk's runs
+            runs = [int(client.get(k) or 0) for k in set(client.scan_iter("visionnet:delivery:*"))]
+            new = len(set(client.scan_iter("visionnet:delivery:*")) - before)
+            if (run == 1 and new >= 2) or (run > 1 and max(runs, default=0) >= run):
+                break
+            assert time.monotonic() < deadline, f"run {run} of the chunk never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside the chunk's forward passes
+        victim = fault_stack.pool_child("models")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    job = wait_job(fault_stack.base, job_id, timeout=120)
+    assert job["state"] == "succeeded", job  # given up: the job ends, its files counted
+    result = job["result"]
+    assert (result["total"], result["indexed"], result["failed"]) == (16, 0, 16)
+    assert all("died each of the 3 times" in e["error"] for e in result["errors"])
+    assert not with_milvus(fault_stack.milvus_uri, lambda c: c.has_collection("poison"))
+
+
+def test_ctrl_c_mid_job_stops_in_order_and_up_finishes_the_job(fault_stack: FaultStack) -> None:
+    job_id, collection = index_folder(fault_stack, "ctrl_c")
+    assert wait_until_done_at_least(fault_stack, job_id, 16)["state"] == "running"
+    assert fault_stack.proc is not None
+    models_log = fault_stack.tmp / "data" / "logs" / "models.log"
+    seen = models_log.stat().st_size
+    assert stop(fault_stack.proc) == 0  # SIGINT, as Ctrl-C sends it
+    fault_stack.proc = None
+    log = (fault_stack.tmp / "data" / "logs" / "supervisord.log").read_text()
+    last_stop = log[log.rindex("received SIGINT") :]
+    order = [
+        line.split("stopped: ")[1].split()[0]
+        for line in last_stop.splitlines()
+        if "stopped: " in line
+    ]
+    # web and Flower, then the workers (warm: the task at hand finishes), then Milvus, Redis.
+    assert order[:6] == ["web", "flower", "models", "store", "milvus", "redis"], order
+    assert "SIGKILL" not in last_stop, last_stop
+    with models_log.open() as f:
+        f.seek(seen)
+        during_stop = f.read()
+    assert "Warm shutdown" in during_stop, during_stop
+    assert "WorkerLostError" not in during_stop and "Couldn't ack" not in during_stop, during_stop
+    assert progress_after_restart(fault_stack, job_id)["state"] in {"running", "succeeded"}
+    job = wait_job(fault_stack.base, job_id, timeout=300)
+    assert_exact(fault_stack, job, collection)
+
+
+def progress_after_restart(stack: FaultStack, job_id: str) -> dict[str, Any]:
+    stack.up()
+    return progress(stack, job_id)

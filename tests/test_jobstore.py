@@ -81,10 +81,25 @@ def test_progress_refreshes_the_lifetime(stack: Stack) -> None:
 
 def test_a_chunk_decision_is_kept_across_reruns(jobs: JobStore) -> None:
     job = jobs.create("index", {"collection": "c"})
-    assert jobs.decide_once(job, 3, '["a", "b"]') == '["a", "b"]'
+    assert jobs.decide_once(job, 3, ["a", "b"]) == {"a", "b"}
     # The re-run sees the rows as stored already; the first decision still counts.
-    assert jobs.decide_once(job, 3, "[]") == '["a", "b"]'
-    assert jobs.decide_once(job, 4, "[]") == "[]"
+    assert jobs.decide_once(job, 3, []) == {"a", "b"}
+    assert jobs.decide_once(job, 4, []) == set()
+
+
+def test_a_copy_in_two_chunks_is_written_and_counted_by_one(jobs: JobStore) -> None:
+    """Chunk 1 decides to write "x", dies before writing; chunk 2 holds a copy of "x"."""
+    job = jobs.create("index", {"collection": "c"})
+    assert jobs.decide_once(job, 1, ["x", "y"]) == {"x", "y"}
+    assert jobs.decide_once(job, 2, ["x", "z"]) == {"z"}  # "x" is chunk 1's to write
+    assert jobs.decide_once(job, 1, []) == {"x", "y"}  # chunk 1 redelivered: still its
+    jobs.release_claims(job, ["x", "y"])  # written: the store answers for them now
+    assert jobs.decide_once(job, 5, ["y"]) == {"y"}  # (only if the store had lost it)
+
+
+def test_deliveries_are_counted_per_task_run(jobs: JobStore) -> None:
+    assert [jobs.count_delivery("t-1", 0) for _ in range(3)] == [1, 2, 3]
+    assert jobs.count_delivery("t-1", 1) == 1  # a retry is a new run, not a crash
 
 
 def test_a_running_job_without_progress_reports_its_idle_time(jobs: JobStore) -> None:

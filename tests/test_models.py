@@ -52,7 +52,9 @@ def test_builtin_refs_resolve_to_shipped_weights() -> None:
     from visionnet.workers.models.shipped import SHIPPED_DEMO_DIR
 
     assert Settings(profile="demo").classifier_ref == "builtin:demo-cifar10"  # type: ignore[call-arg]
-    assert Embedder("builtin:demo-cifar10", "cpu").ref == str(SHIPPED_DEMO_DIR)
+    embedder = Embedder("builtin:demo-cifar10", "cpu")
+    assert embedder.ref == str(SHIPPED_DEMO_DIR)
+    assert embedder.name == embedder.info["name"] == "builtin:demo-cifar10"
     with pytest.raises(ModelUnavailableError, match="builtin:demo-cifar10"):
         Classifier("builtin:nope", "cpu")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_up_serves_the_trained_demo_model_and_stops_cleanly(tmp_path: Path) -> N
     assert job["state"] == "succeeded", job
     labels = {p["label"] for p in job["result"]["images"][0]["predictions"]}
     assert labels and labels <= set(DEMO_LABELS)
-    assert job["result"]["model"]["ref"] == str(SHIPPED_DEMO_DIR)
+    assert job["result"]["model"]["name"] == "builtin:demo-cifar10"
+    assert str(SHIPPED_DEMO_DIR) not in json.dumps(job)
     assert job["result"]["model"]["random_weights"] is False
     assert "notice" not in job["result"]
     assert rc == 0, log.read_text()[-3000:]

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from visionnet.config.settings import Settings, get_settings
+from visionnet.config.settings import get_settings
 
 
 @click.group()
@@ -20,46 +20,66 @@ def main() -> None:
 @main.command()
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
 def up(no_flower: bool) -> None:
-    """Start the embedded stack on this machine; Ctrl-C stops all of it."""
-    import honcho.manager
+    """Start the embedded stack on this machine under supervisord; Ctrl-C stops all of it.
 
-    from visionnet.stack import child_env, processes
+    A process that dies is restarted; Ctrl-C stops web and Flower, then the
+    workers (warm shutdown), then Milvus, then Redis. Each process logs to
+    ``<data_dir>/logs/<name>.log``.
+    """
+    from visionnet.stack import child_env, supervisor_paths, write_supervisor_config
 
     settings = get_settings()
     settings.data_path.mkdir(parents=True, exist_ok=True)
-    env = child_env(settings)
-    # Give a worker in warm shutdown time to finish its task (a store write
-    # ends with a flush) before honcho resorts to SIGKILL.
-    honcho.manager.KILL_WAIT = 30
-    manager = honcho.manager.Manager()
-    for name, cmd in processes(settings, flower=not no_flower).items():
-        manager.add_process(name, cmd, env=env)
-    if not settings.redis_url:
-        _check_redis_in_background(settings, manager)
+    conf = write_supervisor_config(settings, flower=not no_flower)
+    flower = "off" if no_flower else f"http://{settings.flower.host}:{settings.flower.port}/"
     click.echo(
-        f"VisionNet: web http://{settings.web.host}:{settings.web.port}/  "
-        f"Flower http://{settings.flower.host}:{settings.flower.port}/  "
-        f"data {settings.data_path}  profile {settings.profile}"
+        f"VisionNet: web http://{settings.web.host}:{settings.web.port}/  Flower {flower}  "
+        f"data {settings.data_path}  logs {supervisor_paths(settings)['logs']}  "
+        f"profile {settings.profile}"
     )
-    manager.loop()
-    # 130/143: stopped by Ctrl-C or SIGTERM as asked, every process ended: success.
-    rc = manager.returncode or 0
-    sys.exit(0 if rc in (130, 143) else rc)
+    supervisord = Path(sys.executable).with_name("supervisord")
+    sys.stdout.flush()
+    # supervisord takes this process's place: Ctrl-C and SIGTERM reach it directly.
+    os.execve(
+        str(supervisord), [str(supervisord), "--nodaemon", "-c", str(conf)], child_env(settings)
+    )
 
 
-def _check_redis_in_background(settings: Settings, manager: Any) -> None:
-    """Stop the stack, loudly, if the embedded Redis would not keep job records."""
-    import threading
+@main.command("check-redis", hidden=True)
+@click.option("--stop-stack", is_flag=True, help="On a problem, stop the supervising parent.")
+def check_redis(stop_stack: bool) -> None:
+    """Check that the embedded Redis keeps job records (persistence settings read back)."""
+    import signal
 
     from visionnet.stack import redis_persistence_problems
 
-    def check() -> None:
-        problems = redis_persistence_problems(settings)
-        if problems:
-            click.echo("VisionNet: stopping, job records would not survive: " + "; ".join(problems))
-            manager.terminate()
+    problems = redis_persistence_problems(get_settings())
+    if not problems:
+        click.echo("VisionNet: Redis persistence checked (append-only file, fsync on every write)")
+        return
+    click.echo("VisionNet: stopping, job records would not survive: " + "; ".join(problems))
+    if stop_stack:
+        os.kill(os.getppid(), signal.SIGTERM)
+    sys.exit(1)
 
-    threading.Thread(target=check, name="redis-check", daemon=True).start()
+
+@main.command("stack-guard", hidden=True)
+def stack_guard() -> None:
+    """supervisord event listener: a process that cannot start stops the whole stack."""
+    import signal
+
+    from supervisor import childutils
+
+    while True:
+        _headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        fields = dict(token.split(":", 1) for token in payload.split())
+        click.echo(
+            f"VisionNet: process {fields.get('processname')!r} could not start "
+            f"(see its log); stopping the stack",
+            err=True,
+        )
+        childutils.listener.ok(sys.stdout)
+        os.kill(os.getppid(), signal.SIGTERM)
 
 
 @main.command()
@@ -104,13 +124,25 @@ def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
 
         settings = get_settings()
         try:
-            hold_writer_lock(
-                connect(settings.effective_redis_url), settings.milvus.writer_lock_wait_s
+            lock = hold_writer_lock(
+                connect(settings.effective_redis_url),
+                settings.milvus.writer_lock_wait_s,
+                settings.milvus.writer_lock_ttl_s,
             )
         except WriterLockTakenError as exc:
             raise click.ClickException(str(exc)) from exc
+    else:
+        lock = None
     queue = MODELS_QUEUE if kind == "models" else STORE_QUEUE
     default_name = f"{kind}-gpu{gpu}@%h" if gpu is not None else f"{kind}@%h"
+    try:
+        _run_worker(app, queue, name or default_name, loglevel)
+    finally:
+        if lock is not None:
+            lock.release()  # a clean stop hands the lock on at once
+
+
+def _run_worker(app: Any, queue: str, hostname: str, loglevel: str) -> None:
     app.worker_main(
         [
             "worker",
@@ -121,7 +153,7 @@ def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
             "--concurrency",
             "1",
             "--hostname",
-            name or default_name,
+            hostname,
             "--task-events",
             "--loglevel",
             loglevel,

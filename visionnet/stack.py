@@ -1,19 +1,42 @@
-"""The embedded stack's processes, as commands for a process runner (honcho).
+"""The embedded stack's processes, run and supervised by supervisord.
 
 One machine by default: a private Redis on a unix socket, one milvus-lite
 server on loopback, one model worker, the single store writer, Flower and the
 web server. Anything given by URL (Redis, Milvus) is used instead of started.
+
+supervisord restarts a process that dies, and on Ctrl-C or SIGTERM stops the
+programs one at a time in reverse priority: web and Flower first, then the
+model worker (warm shutdown: the task at hand finishes), then the store writer
+(its last write flushed), then Milvus, then Redis (which writes its append-only
+file on the way out). Each child runs in a process group of its own, so the
+terminal's Ctrl-C reaches supervisord only.
 """
 
 from __future__ import annotations
 
+import configparser
+import io
 import os
 import shlex
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from visionnet.config.settings import Settings
+
+
+@dataclass(frozen=True)
+class Program:
+    """One supervised process: how to run it, and how to stop it in its turn."""
+
+    name: str
+    argv: list[str]
+    priority: int  # started in increasing, stopped in decreasing order
+    stop_wait_s: int = 30  # SIGTERM, then SIGKILL of its whole group after this
+    # Celery's parent must get SIGTERM alone: it then lets its pool finish the
+    # task at hand. Signalling the group would kill the pool process mid-task.
+    signal_group: bool = True
 
 
 def redis_server_binary() -> str:
@@ -40,13 +63,15 @@ def redis_server_argv(settings: Settings) -> list[str]:
         "--dir",
         str(state),
         # Job records must survive a restart and a kill -9: an append-only
-        # file fsynced every second (at most 1 s of writes lost), plus a
-        # snapshot. Each value is its own argument: redis-server 6.2 reads
-        # "--save '60 1'" as an empty save list.
+        # file fsynced before each write is answered ("always", not "everysec":
+        # a store writer records which rows it will write before writing them to
+        # Milvus, and that record must not be the second lost to a crash while
+        # the rows survive), plus a snapshot. Each value is its own argument:
+        # redis-server 6.2 reads "--save '60 1'" as an empty save list.
         "--appendonly",
         "yes",
         "--appendfsync",
-        "everysec",
+        "always",
         "--save",
         "60",
         "1",
@@ -69,20 +94,106 @@ def milvus_server_argv(settings: Settings) -> list[str]:
     ]
 
 
-def processes(settings: Settings, *, flower: bool = True) -> dict[str, str]:
-    """Name -> shell command of every process of the embedded stack."""
-    cli = shlex.quote(str(Path(sys.executable).with_name("visionnet")))
-    procs: dict[str, str] = {}
+def _cli() -> str:
+    return str(Path(sys.executable).with_name("visionnet"))
+
+
+def programs(settings: Settings, *, flower: bool = True) -> list[Program]:
+    """Every supervised process of the embedded stack, in start order."""
+    cli = _cli()
+    stop_wait = settings.stack.worker_stop_wait_s
+    progs: list[Program] = []
     if not settings.redis_url:
-        procs["redis"] = shlex.join(redis_server_argv(settings))
+        progs.append(Program("redis", redis_server_argv(settings), 10))
+        progs.append(Program("redis-check", [cli, "check-redis", "--stop-stack"], 11))
     if not settings.milvus.uri:
-        procs["milvus"] = shlex.join(milvus_server_argv(settings))
-    procs["models"] = f"{cli} worker models"
-    procs["store"] = f"{cli} worker store"
+        progs.append(Program("milvus", milvus_server_argv(settings), 20))
+    progs.append(Program("store", [cli, "worker", "store"], 30, stop_wait, signal_group=False))
+    progs.append(Program("models", [cli, "worker", "models"], 40, stop_wait, signal_group=False))
     if flower:
-        procs["flower"] = f"{cli} flower"
-    procs["web"] = f"{cli} web"
-    return procs
+        progs.append(Program("flower", [cli, "flower"], 50, 10))
+    progs.append(Program("web", [cli, "web"], 60, 10))
+    return progs
+
+
+def supervisor_paths(settings: Settings) -> dict[str, Path]:
+    run = settings.data_path / "run"
+    return {
+        "run": run,
+        "conf": run / "supervisord.conf",
+        "socket": run / "supervisor.sock",
+        "pid": run / "supervisord.pid",
+        "logs": settings.data_path / "logs",
+    }
+
+
+def supervisor_config(settings: Settings, *, flower: bool = True) -> str:
+    """supervisord's configuration for the embedded stack (written under the data dir)."""
+    paths = supervisor_paths(settings)
+    conf = configparser.RawConfigParser()
+    conf["supervisord"] = {
+        "nodaemon": "true",
+        # In the foreground supervisord also prints its events (spawned, exited,
+        # restarted) to the terminal.
+        "logfile": str(paths["logs"] / "supervisord.log"),
+        "logfile_maxbytes": "10MB",
+        "loglevel": "info",
+        "pidfile": str(paths["pid"]),
+        "childlogdir": str(paths["logs"]),
+    }
+    # supervisorctl talks to it over a unix socket only its user may open.
+    conf["unix_http_server"] = {"file": str(paths["socket"]), "chmod": "0700"}
+    conf["rpcinterface:supervisor"] = {
+        "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
+    }
+    conf["supervisorctl"] = {"serverurl": f"unix://{paths['socket']}"}
+    for prog in programs(settings, flower=flower):
+        section: dict[str, str] = {
+            "command": shlex.join(prog.argv),
+            "priority": str(prog.priority),
+            "autostart": "true",
+            "autorestart": "true",
+            "startsecs": "1",
+            "startretries": str(settings.stack.start_retries),
+            "stopsignal": "TERM",
+            "stopwaitsecs": str(prog.stop_wait_s),
+            "stopasgroup": str(prog.signal_group).lower(),
+            "killasgroup": "true",
+            "redirect_stderr": "true",
+            "stdout_logfile": str(paths["logs"] / f"{prog.name}.log"),
+            "stdout_logfile_maxbytes": "10MB",
+            "stdout_logfile_backups": "3",
+        }
+        if prog.name == "redis-check":
+            # A one-shot check whose verdict the user must see: to the terminal.
+            section.update(
+                autorestart="false",
+                startsecs="0",
+                stdout_logfile="/dev/stdout",
+                stdout_logfile_maxbytes="0",
+            )
+        conf[f"program:{prog.name}"] = section
+    # A process that keeps dying at start (port taken, bad model path) is FATAL
+    # to supervisord: stop the whole stack then, loudly, rather than run half of it.
+    conf["eventlistener:stack-guard"] = {
+        "command": shlex.join([_cli(), "stack-guard"]),
+        "events": "PROCESS_STATE_FATAL",
+        "priority": "1",
+        "autorestart": "true",
+        "stderr_logfile": "/dev/stderr",
+        "stderr_logfile_maxbytes": "0",
+    }
+    out = io.StringIO()
+    conf.write(out)
+    return out.getvalue()
+
+
+def write_supervisor_config(settings: Settings, *, flower: bool = True) -> Path:
+    paths = supervisor_paths(settings)
+    paths["run"].mkdir(parents=True, exist_ok=True, mode=0o700)
+    paths["logs"].mkdir(parents=True, exist_ok=True)
+    paths["conf"].write_text(supervisor_config(settings, flower=flower))
+    return paths["conf"]
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -96,7 +207,7 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 
 # What the embedded Redis must report back through CONFIG GET once it runs.
-REDIS_PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec", "save": "60 1"}
+REDIS_PERSISTENCE = {"appendonly": "yes", "appendfsync": "always", "save": "60 1"}
 
 
 def redis_persistence_problems(settings: Settings, wait_s: float = 60.0) -> list[str]:

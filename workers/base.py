@@ -8,10 +8,13 @@ role needs (models for the model worker, the vector store for both).
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
+import redis
 from celery import Task
+from pymilvus import MilvusException
 
 from visionnet.config.settings import Settings, get_settings
 from visionnet.core.blobs import BlobStore
@@ -45,6 +48,16 @@ class WorkerContext:
         return VectorStore(self.settings.effective_milvus_uri, m.token, m.timeout_s, m.search_ef)
 
 
+log = logging.getLogger(__name__)
+
+# Errors of a dependency that is restarting (Redis, Milvus): the task is retried
+# with backoff instead of failing its job.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    MilvusException,
+)
+
 C = TypeVar("C", bound=WorkerContext)
 _contexts: dict[type[WorkerContext], WorkerContext] = {}
 
@@ -59,19 +72,66 @@ def process_context(kind: type[C]) -> C:
 
 
 class VisionTask(Task):  # type: ignore[misc]
-    """Base of every VisionNet task: a failed task fails its job."""
+    """Base of every VisionNet task.
+
+    - Redis or Milvus restarting: retried with backoff (``TRANSIENT_ERRORS``).
+    - Any other error, or retries exhausted: the task's job fails with the reason.
+    - The task's process died while running it (SIGKILL, OOM, a segfault in a
+      decoder): Celery hands the message back (``task_reject_on_worker_lost``).
+      Each start is counted in Redis; past ``jobs.max_deliveries`` the task is
+      given up (``give_up``) instead of run, so a poison input cannot kill
+      workers forever.
+    """
 
     context_class: ClassVar[type[WorkerContext]] = WorkerContext
+    autoretry_for = TRANSIENT_ERRORS
+    retry_backoff = 2
+    retry_backoff_max = 30
+    max_retries = 8
 
     @property
     def base_ctx(self) -> WorkerContext:
         return process_context(self.context_class)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.id and not request.called_directly:
+            ctx = self.base_ctx
+            try:
+                starts = ctx.jobs.count_delivery(request.id, request.retries or 0)
+            except TRANSIENT_ERRORS:
+                starts = 1  # Redis is away: the body's own calls retry
+            if starts > ctx.settings.jobs.max_deliveries:
+                reason = (
+                    f"a worker process died each of the {starts - 1} times it ran this "
+                    f"{self.name.rsplit('.', 1)[-1]} task; given up (an input that crashes "
+                    "the model or decoder?)"
+                )
+                log.error("task %s %s: %s", self.name, request.id, reason)
+                return self.give_up(reason, args, kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def give_up(self, reason: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """What a task that keeps killing its process does instead: fail its job."""
+        job_id = kwargs.get("job_id")
+        if job_id:
+            self.base_ctx.jobs.transition(job_id, JobState.FAILED, error=reason)
+        return None
+
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
-        if job_id:
+        if not job_id:
+            return
+        if isinstance(exc, TRANSIENT_ERRORS) and (self.request.retries or 0) < self.max_retries:
+            # The retry could not even be sent (Redis down): the unacknowledged
+            # message comes back after jobs.redelivery_timeout_s; no verdict yet.
+            log.warning("task %s of job %s: %r; left for redelivery", task_id, job_id, exc)
+            return
+        try:
             self.base_ctx.jobs.transition(
                 job_id, JobState.FAILED, error=f"{type(exc).__name__}: {exc}"
             )
+        except TRANSIENT_ERRORS:
+            log.exception("could not fail job %s", job_id)

@@ -109,10 +109,26 @@ return 1
 
 # The first decision about a chunk wins: a writer re-run after a crash must
 # report what the first run decided. KEYS: decision. ARGV: value, ttl.
+# A chunk's decision of which of its rows are new, made once. KEYS[1] is the
+# chunk's decision, KEYS[2] the job's set of rows claimed by a decided but not
+# yet written chunk; ARGV[1] the TTL, ARGV[2..] the ids not found in the store.
+# An id claimed by another chunk of the job is not new here: that chunk writes
+# it, so a copy of a file in two chunks counts once even when one is redelivered.
 _DECIDE_ONCE = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2]))
-return redis.call('GET', KEYS[1])
+local got = redis.call('GET', KEYS[1])
+if got then return got end
+local won = {}
+for i = 2, #ARGV do
+  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then won[#won + 1] = ARGV[i] end
+end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[1]))
+local value = '[]'
+if #won > 0 then value = cjson.encode(won) end
+redis.call('SET', KEYS[1], value, 'EX', tonumber(ARGV[1]))
+return value
 """
+
+DELIVERY_PREFIX = "visionnet:delivery:"
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -230,10 +246,30 @@ class JobStore:
         keys = [self.key(job_id), self.key(job_id) + ":planned"]
         return int(self._plan_chunk(keys=keys, args=[chunk_no, files, _now(), self._ttl])) == 1
 
-    def decide_once(self, job_id: str, chunk_no: int, value: str) -> str:
-        """Store ``value`` as chunk ``chunk_no``'s decision unless one is stored; return it."""
-        key = f"{self.key(job_id)}:decision:{chunk_no}"
-        return str(self._decide_once(keys=[key], args=[value, self._ttl]))
+    def decide_once(self, job_id: str, chunk_no: int, not_stored: list[str]) -> set[str]:
+        """Which of ``not_stored`` chunk ``chunk_no`` writes: decided on its first run only.
+
+        A re-run after a crash between the write and the report gets the first
+        decision back, so rows it stored then still count as indexed; an id
+        that another chunk of the job decided to write is left to that chunk.
+        """
+        keys = [f"{self.key(job_id)}:decision:{chunk_no}", f"{self.key(job_id)}:claimed"]
+        decided = self._decide_once(keys=keys, args=[self._ttl, *not_stored])
+        return set(json.loads(decided))
+
+    def release_claims(self, job_id: str, ids: list[str]) -> None:
+        """Rows now stored need no claim: later chunks find them in the store."""
+        if ids:
+            self._r.srem(f"{self.key(job_id)}:claimed", *ids)
+
+    def count_delivery(self, task_id: str, retries: int) -> int:
+        """How many times this run of a task (its id and retry number) has started."""
+        key = f"{DELIVERY_PREFIX}{task_id}:{retries}"
+        pipe = self._r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, self._ttl)
+        count, _ = pipe.execute()
+        return int(count)
 
     def stalled_since(self, record: dict[str, str]) -> float | None:
         """Seconds since a running job last made progress; None unless running."""

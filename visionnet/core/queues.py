@@ -52,6 +52,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": 5,
             "socket_connect_timeout": 5,
             "visibility_timeout": settings.jobs.redelivery_timeout_s,
+            # Look for messages of vanished workers every 10 s (kombu's default
+            # sweep is every 100 s), so they come back soon after the timeout.
+            "unacked_restore_interval": min(10, settings.jobs.redelivery_timeout_s),
+            "unacked_restore_throttle": 1,
+        },
+        # A task sent while Redis restarts (a chunk handing on to the writer, a
+        # retry) waits for it, about 30 s, instead of failing at once.
+        "task_publish_retry_policy": {
+            "max_retries": 20,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2.0,
         },
         # Every task acks late and is idempotent; a task whose pool process is
         # killed goes back to the queue instead of being acked as failed.

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 from celery import shared_task
-from pymilvus import MilvusException
 
 from visionnet.core.jobs import JobState
 from visionnet.core.jobtypes import IndexParams, job_type
@@ -63,19 +62,26 @@ def plan_index(self: ModelTask, *, job_id: str, root: str, params: dict[str, Any
     ctx.jobs.finish_planning(job_id)
 
 
-@shared_task(
-    name=EMBED_CHUNK,
-    base=ModelTask,
-    bind=True,
-    acks_late=True,
-    # The lookup of stored ids reads Milvus; a restarting server is worth waiting for.
-    autoretry_for=(MilvusException,),
-    retry_backoff=2,
-    retry_backoff_max=30,
-    max_retries=5,
-)
+class EmbedChunkTask(ModelTask):
+    def give_up(self, reason: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The model worker died on this chunk every time: its files fail, the job goes on."""
+        errors = [{"path": path, "error": reason} for path in kwargs["paths"]]
+        payload: ChunkPayload = {
+            "ids": [],
+            "paths": [],
+            "sizes": [],
+            "vectors": pack(np.zeros((0, 1), dtype=np.float32)),
+            "dim": 0,
+            "model": "",
+            "skipped": 0,
+            "errors": errors,
+        }
+        return payload
+
+
+@shared_task(name=EMBED_CHUNK, base=EmbedChunkTask, bind=True, acks_late=True)
 def embed_chunk(
-    self: ModelTask, *, job_id: str, chunk_no: int, paths: list[str], collection: str
+    self: EmbedChunkTask, *, job_id: str, chunk_no: int, paths: list[str], collection: str
 ) -> ChunkPayload | None:
     ctx = self.ctx
     if not ctx.jobs.is_active(job_id):
@@ -142,7 +148,7 @@ def embed_chunk(
         "sizes": sizes,
         "vectors": pack(matrix),
         "dim": int(matrix.shape[1]),
-        "model": embedder.ref,
+        "model": embedder.name,
         "skipped": len(paths) - len(errors) - len(ids),
         "errors": errors,
     }

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from visionnet.workers.models.info import ModelInfo
+from visionnet.workers.models.info import ModelInfo, public_name
+from visionnet.workers.models.loading import resolved_ref
 
 
 class ImageModel:
     """A model built from (ref, device); ``ref`` is a hub id, a directory or a ``builtin:`` name.
 
     Subclasses load in ``__init__`` (slow, once per process through the
-    registry) and set ``ref`` to where the files came from and ``info``.
+    registry) and set ``info``. ``ref`` is where the files came from (stays in
+    the worker); ``name`` is what results, collections and users see.
     """
 
     kind: ClassVar[str]
     ref: str
+    name: str
     info: ModelInfo
 
     def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
-        self.ref = ref
+        self.ref = resolved_ref(ref)
+        self.name = public_name(ref)
         self.device = device
         self.offline = offline

@@ -9,7 +9,7 @@ from PIL.Image import Image
 
 from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.info import describe
-from visionnet.workers.models.loading import load_pretrained, resolved_ref
+from visionnet.workers.models.loading import load_pretrained
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Classifier(ImageModel):
         import torch
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-        super().__init__(resolved_ref(ref), device, offline=offline)
+        super().__init__(ref, device, offline=offline)
         self.processor: Any = load_pretrained(
             AutoImageProcessor.from_pretrained, ref, offline=offline
         )
@@ -36,7 +36,7 @@ class Classifier(ImageModel):
             AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=dtype
         )
         self.model.to(device).eval()
-        self.info = describe(self.ref, self.model.config)
+        self.info = describe(self.name, self.model.config)
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
 
     def predict(self, images: list[Image], top_k: int) -> list[list[Prediction]]:

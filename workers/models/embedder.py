@@ -10,7 +10,7 @@ from PIL.Image import Image
 
 from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.info import describe
-from visionnet.workers.models.loading import load_pretrained, resolved_ref
+from visionnet.workers.models.loading import load_pretrained
 
 
 class Embedder(ImageModel):
@@ -28,7 +28,7 @@ class Embedder(ImageModel):
         import torch
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-        super().__init__(resolved_ref(ref), device, offline=offline)
+        super().__init__(ref, device, offline=offline)
         config: Any = load_pretrained(AutoConfig.from_pretrained, ref, offline=offline)
         self.processor: Any = load_pretrained(
             AutoImageProcessor.from_pretrained, ref, offline=offline
@@ -42,7 +42,7 @@ class Embedder(ImageModel):
             loader = AutoModel.from_pretrained
         self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=dtype)
         self.model.to(device).eval()
-        self.info = describe(self.ref, config)
+        self.info = describe(self.name, config)
 
     def embed(self, images: list[Image]) -> NDArray[np.float32]:
         import torch

@@ -7,12 +7,11 @@ once), so the task acks late and may be redelivered.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from typing import Any
 
 from celery import shared_task
-from pymilvus import MilvusException
 
 from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.core.queues import WRITE_CHUNK
@@ -23,18 +22,27 @@ from visionnet.workers.vectorstore.wire import ChunkPayload, unpack
 log = logging.getLogger(__name__)
 
 
-@shared_task(
-    name=WRITE_CHUNK,
-    base=StoreTask,
-    bind=True,
-    acks_late=True,
-    autoretry_for=(MilvusException, ConnectionError),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=8,
-)
+class WriteChunkTask(StoreTask):
+    def give_up(self, reason: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The writer died on this chunk every time: its rows count as failed, the job goes on."""
+        payload: ChunkPayload | None = args[0] if args else kwargs.get("payload")
+        if payload is None:
+            return None
+        errors = payload["errors"] + [{"path": path, "error": reason} for path in payload["paths"]]
+        report = ChunkReport(
+            chunk_no=kwargs["chunk_no"],
+            indexed=0,
+            skipped=payload["skipped"],
+            failed=len(errors),
+            errors=errors,
+        )
+        self.ctx.jobs.record_chunk(kwargs["job_id"], report)
+        return None
+
+
+@shared_task(name=WRITE_CHUNK, base=WriteChunkTask, bind=True, acks_late=True)
 def write_chunk(
-    self: StoreTask,
+    self: WriteChunkTask,
     payload: ChunkPayload | None,
     *,
     job_id: str,
@@ -56,8 +64,7 @@ def write_chunk(
         # the first decision is kept, so a re-run after a crash between the write and
         # the report counts the rows it stored as indexed, not as skipped.
         fresh = set(payload["ids"]) - ctx.store.existing_ids(collection, payload["ids"])
-        decided = ctx.jobs.decide_once(job_id, chunk_no, json.dumps(sorted(fresh)))
-        new_ids = set(json.loads(decided))
+        new_ids = ctx.jobs.decide_once(job_id, chunk_no, sorted(fresh))
         vectors = unpack(payload["vectors"], payload["dim"])
         now = int(time.time())
         rows = [
@@ -73,6 +80,7 @@ def write_chunk(
             if cid in new_ids
         ]
         ctx.store.upsert(collection, rows)
+        ctx.jobs.release_claims(job_id, sorted(new_ids))
     report = ChunkReport(
         chunk_no=chunk_no,
         indexed=len(new_ids),

@@ -42,7 +42,10 @@ class WriterLock:
     def release(self) -> None:
         self._stop.set()
         self._thread.join()
-        self._lock.release()
+        try:
+            self._lock.release()
+        except redis.exceptions.RedisError:  # expired, or Redis already gone: nothing to hand on
+            log.warning("the store writer lock was not released; it expires on its own")
 
 
 def hold_writer_lock(
