@@ -1,4 +1,4 @@
-"""`bench/quality.py` end to end on tiny data: it runs, and the API agrees with the model."""
+"""`bench/quality.py` end to end on tiny data: the API agrees with the model, training pays."""
 
 from __future__ import annotations
 
@@ -8,33 +8,41 @@ import sys
 from pathlib import Path
 
 from tests.helpers import write_images
-from tests.tiny_model import build_tiny_model
+from tests.test_training import TINY, train, write_colour_folder
+
+LAST = ("flipped", "all")
 
 
-def test_quality_bench_runs_and_api_agrees_with_direct_model(tmp_path: Path) -> None:
-    labeled = tmp_path / "labeled"
-    for i, name in enumerate(("cats", "dogs", "ships")):
-        write_images(labeled / name, range(i * 10, i * 10 + 6), fmt="JPEG")
+def test_quality_bench_shows_api_agreement_and_trained_beating_random(tmp_path: Path) -> None:
+    """What the bench exists to show, on classes a tiny net learns in seconds (dominant colour)."""
+    write_colour_folder(tmp_path / "train", per_class=32, seed=1)
+    write_colour_folder(tmp_path / "labeled", per_class=8, seed=2)  # held out
     originals = tmp_path / "originals"
     write_images(originals, range(100, 104), fmt="JPEG")
-    model = build_tiny_model(tmp_path / "model")
+    model = tmp_path / "model"
+    trained = train(str(tmp_path / "train"), str(model), *TINY, "--epochs", "8", "--max-lr", "0.05")
+    assert trained.returncode == 0, trained.stderr[-3000:]
     out = tmp_path / "quality.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.quality", "--cifar-dir", str(labeled),
-         "--neardup-dir", str(originals), "--model", str(model), "--knn-queries", "5",
-         "--neardup-labeled", "3", "--per-job", "4", "--out", str(out)],
-        capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[1],
+        [sys.executable, "-m", "bench.quality", "--cifar-dir", str(tmp_path / "labeled"),
+         "--neardup-dir", str(originals), "--model", str(model), "--with-random-baseline",
+         "--knn-queries", "12", "--neardup-labeled", "3", "--per-job", "8", "--out", str(out)],
+        capture_output=True, text=True, timeout=400, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "kNN precision@10" in done.stdout
 
-    (run,) = json.loads(out.read_text())["runs"]
-    c = run["classification"]
-    assert c["images"] == 18 and c["top1_disagreements"] == 0
-    assert c["accuracy_api"] == c["accuracy_direct"]
-    assert run["index_labeled"]["indexed"] == 18 and run["index_neardup"]["indexed"] == 4
-    assert run["knn"]["queries"] == 5 and 0.0 <= run["knn"]["precision_at_10"] <= 1.0
-    recall = run["neardup"]["recall_at_1"]
-    assert set(recall) == {"resized_50pct", "recompressed_q30", "cropped_90pct", "flipped", "all"}
-    assert all(0.0 <= v <= 1.0 for v in recall.values())
-    assert run["neardup_labeled"]["originals"] == 3
+    trained_run, random_run = json.loads(out.read_text())["runs"]
+    assert random_run["name"] == "random weights"
+    for run in (trained_run, random_run):
+        c = run["classification"]
+        assert c["images"] == 24 and c["top1_disagreements"] == 0  # API == direct call
+        assert c["accuracy_api"] == c["accuracy_direct"]
+        assert run["index_labeled"]["indexed"] == 24 and run["index_neardup"]["indexed"] == 4
+        recall = run["neardup"]["recall_at_1"]
+        assert set(recall) == {"resized_50pct", "recompressed_q30", "cropped_90pct", *LAST}
+    accuracy = trained_run["classification"]["accuracy_api"]
+    assert accuracy >= 0.9, trained_run["classification"]
+    assert accuracy > random_run["classification"]["accuracy_api"] + 0.3
+    # (kNN precision is no test of training here: random features sort colours too.)
+    assert 0.0 < trained_run["knn"]["precision_at_10"] <= 1.0
