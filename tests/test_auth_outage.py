@@ -25,7 +25,13 @@ def test_api_requires_the_token_when_set(stack: Stack) -> None:
     assert r.status_code == 401 and r.json["error"] == "unauthorized"  # type: ignore[index]
     r = client.get("/api/v1/jobs/abc", headers={"Authorization": "Bearer t0ken"})
     assert r.status_code == 404
-    assert client.get("/docs/openapi.json").status_code == 200  # the spec stays readable
+    spec = client.get("/docs/openapi.json").json  # the spec stays readable
+    assert spec is not None
+    assert spec["components"]["securitySchemes"] == {
+        "bearerAuth": {"type": "http", "scheme": "bearer"}
+    }
+    job = spec["paths"]["/api/v1/jobs/{job_id}"]["get"]
+    assert job["security"] == [{"bearerAuth": []}] and "401" in job["responses"]
 
 
 def test_broker_outage_is_503(tmp_path: Path) -> None:

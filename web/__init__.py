@@ -40,4 +40,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     def page() -> str:
         return render_template("index.html", token_required=bool(settings.web.api_token))
 
+    if not settings.web.api_token:
+        _declare_no_auth(app)
     return app
+
+
+def _declare_no_auth(app: OpenAPI) -> None:
+    """Without a token nothing asks for one: the document must not say it does.
+
+    The operations declare bearer auth when their blueprints are made (at
+    import, before settings are known); the built document is cached, so it
+    is edited once here.
+    """
+    spec = app.api_doc
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                operation.pop("security", None)
+                operation.get("responses", {}).pop("401", None)
+    spec.get("components", {}).pop("securitySchemes", None)
