@@ -23,7 +23,11 @@ def _free_port() -> int:
 
 @contextmanager
 def private_stack(
-    workdir: Path, roots: list[Path], model_dir: Path | None = None, timeout: float = 300.0
+    workdir: Path,
+    roots: list[Path],
+    model_dir: Path | None = None,
+    timeout: float = 300.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Yield the base URL of a stack on the demo profile, or on ``model_dir`` when given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONNET_")}
@@ -40,12 +44,13 @@ def private_stack(
             VISIONNET_MODELS__CLASSIFIER=str(model_dir.resolve()),
             VISIONNET_MODELS__EMBEDDER=str(model_dir.resolve()),
         )
+    env.update(extra_env or {})
     log = workdir / "stack.log"
     visionnet = str(Path(sys.executable).with_name("visionnet"))
     proc = subprocess.Popen(
         [visionnet, "up", "--no-flower"],
         env=env,
-        stdout=log.open("wb"),
+        stdout=log.open("ab"),  # O_APPEND: supervisord and its children share it
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -67,6 +72,6 @@ def private_stack(
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -46,7 +46,11 @@ class WebSettings(BaseModel):
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest request body.")
     max_files: int = Field(256, gt=0, description="Most files in one classify request.")
     health_timeout_s: float = Field(1.0, gt=0, description="Worker probe timeout in health.")
-    threads: int = Field(8, gt=0, description="Waitress worker threads.")
+    workers: int = Field(0, ge=0, description="Web server processes; 0 = two per core.")
+    worker_class: Literal["sync", "gthread"] = Field(
+        "sync", description="gunicorn worker class: sync (lowest latency) or gthread."
+    )
+    threads: int = Field(4, gt=0, description="Threads per web process (gthread only).")
 
 
 class MilvusSettings(BaseModel):

@@ -14,12 +14,12 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys, threading, time
     import requests
-    from waitress.server import create_server
+    from werkzeug.serving import make_server
     from visionnet.web import create_app
     from tests.helpers import image_bytes, submit, wait_job
 
-    server = create_server(create_app(), host="127.0.0.1", port=int(sys.argv[1]))
-    threading.Thread(target=server.run, daemon=True).start()
+    server = make_server("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{sys.argv[1]}"
     folder = sys.argv[2]
     states = []
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     sid = submit(base, "search", files=files, data={"collection": "iso"})
     states.append(wait_job(base, sid)["state"])
     states.append(requests.get(base + "/api/v1/health", timeout=10).status_code)
-    server.close()
+    server.shutdown()
     heavy = sorted(m for m in sys.modules
                    if m.split(".")[0] in {"torch", "transformers", "pymilvus", "milvus_lite"})
     print(json.dumps({"states": states, "heavy": heavy}))

@@ -84,19 +84,10 @@ def stack_guard() -> None:
 
 @main.command()
 def web() -> None:
-    """Serve the web front end (waitress)."""
-    import waitress
+    """Serve the web front end (gunicorn: web.workers processes x web.threads threads)."""
+    from visionnet.web.server import serve
 
-    from visionnet.web import create_app
-
-    settings = get_settings()
-    waitress.serve(
-        create_app(),
-        host=settings.web.host,
-        port=settings.web.port,
-        threads=settings.web.threads,
-        max_request_body_size=settings.web.max_upload_bytes,
-    )
+    serve(get_settings())
 
 
 @main.command()
