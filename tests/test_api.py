@@ -25,6 +25,8 @@ def test_unknown_job_is_404(stack: Stack) -> None:
         assert r.status_code == 404
         assert r.json()["error"] == "not_found"
         assert requests.delete(f"{stack.base}/api/v1/jobs/{job_id}", timeout=10).status_code == 404
+        cancel = requests.post(f"{stack.base}/api/v1/jobs/{job_id}/cancel", timeout=10)
+        assert cancel.status_code == 404
 
 
 def test_unknown_route_and_method_are_json(stack: Stack) -> None:

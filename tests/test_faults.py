@@ -217,15 +217,24 @@ def test_cancel_stops_an_index_job_mid_way(fault_stack: FaultStack) -> None:
     body = {"source": {"path": str(folder)}, "collection": "cancel_mid"}
     job_id = submit(fault_stack.base, "index", json=body)
     assert wait_until_done_at_least(fault_stack, job_id, 16)["state"] == "running"
-    r = requests.delete(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10)
+    r = requests.post(f"{fault_stack.base}/api/v1/jobs/{job_id}/cancel", timeout=10)
     assert r.status_code == 202 and r.json()["state"] == "cancelled"
     time.sleep(6)  # long enough for several more chunks, had the job gone on
     job = progress(fault_stack, job_id)
     assert job["state"] == "cancelled" and job["finished_at"] is not None
     stored = fault_stack.count("cancel_mid")
     assert 16 <= stored <= 64  # at most the chunks already in flight were written
-    again = requests.delete(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10)
+    again = requests.post(f"{fault_stack.base}/api/v1/jobs/{job_id}/cancel", timeout=10)
     assert again.status_code == 409
+    # DELETE removes the record; the vectors written stay in the collection.
+    assert (
+        requests.delete(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10).status_code == 204
+    )
+    assert requests.get(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10).status_code == 404
+    assert (
+        requests.delete(f"{fault_stack.base}/api/v1/jobs/{job_id}", timeout=10).status_code == 404
+    )
+    assert fault_stack.count("cancel_mid") == stored
 
 
 def index_folder(stack: FaultStack, name: str) -> tuple[str, str]:

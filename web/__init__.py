@@ -40,9 +40,33 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     def page() -> str:
         return render_template("index.html", token_required=bool(settings.web.api_token))
 
+    _declare_limits(app, settings)
     if not settings.web.api_token:
         _declare_no_auth(app)
     return app
+
+
+def _declare_limits(app: OpenAPI, settings: Settings) -> None:
+    """Put this deployment's limits (largest k, most files) into the request schemas."""
+    limits = {
+        "k": {"maximum": settings.jobs.max_top_k},
+        "top_k": {"maximum": settings.jobs.max_top_k},
+        "files": {"maxItems": settings.web.max_files},
+        "paths": {"maxItems": settings.web.max_files},
+    }
+    for item in app.api_doc.get("paths", {}).values():
+        for operation in item.values():
+            body = operation.get("requestBody", {}) if isinstance(operation, dict) else {}
+            for media in body.get("content", {}).values():
+                properties = media.get("schema", {}).get("properties", {})
+                for name, limit in limits.items():
+                    if name not in properties:
+                        continue
+                    prop = properties[name]
+                    # An optional value is anyOf [its type, null]: limit the type.
+                    target = next((s for s in prop.get("anyOf", []) if "type" in s and
+                                   s["type"] != "null"), prop)  # fmt: skip
+                    target.update(limit)
 
 
 def _declare_no_auth(app: OpenAPI) -> None:

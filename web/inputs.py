@@ -37,6 +37,8 @@ def images_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
         sources: list[dict[str, str]] = []
         for path in paths:
             resolved = allowed_path(path)
+            if not Path(resolved).exists():
+                raise APIError(404, "not_found", f"{path!r} does not exist")
             if not Path(resolved).is_file():
                 raise APIError(400, "bad_request", f"{path!r} is not a file")
             sources.append({"path": resolved})
@@ -52,6 +54,8 @@ def images_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
 def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
     given: str = req.source.path  # type: ignore[attr-defined]
     root = allowed_path(given)
+    if not Path(root).exists():
+        raise APIError(404, "not_found", f"{given!r} does not exist")
     if not Path(root).is_dir():
         raise APIError(400, "bad_request", f"{given!r} is not a directory")
     return JobInput(0, {"root": root})  # the planner counts the files

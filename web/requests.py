@@ -9,10 +9,11 @@ in pydantic's lax mode, which turns ``"5"`` into 5 and refuses ``"true"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from flask_openapi3 import FileStorage
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import SkipJsonSchema
 
 from visionnet.core.jobtypes import InputKind, JobTypeSpec
 from visionnet.web.schemas import IMAGE_ID_PATTERN
@@ -22,9 +23,15 @@ class StrictJson(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# An absolute path with no NUL byte; whether it lies under a root is checked on use.
+ABSOLUTE_PATH = r"^/[^\u0000]*$"
+
+
 class IndexSource(StrictJson):
     path: str = Field(
-        ..., min_length=1, description="Directory under an allowed root, walked recursively."
+        ...,
+        pattern=ABSOLUTE_PATH,
+        description="Absolute path of a directory under an allowed root, walked recursively.",
     )
 
 
@@ -48,7 +55,7 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
     InputKind.IMAGES: (
         {
             "paths": (
-                list[Annotated[str, Field(min_length=1)]],
+                list[Annotated[str, Field(pattern=ABSOLUTE_PATH)]],
                 Field(..., min_length=1, description="Absolute paths under allowed roots."),
             )
         },
@@ -75,12 +82,37 @@ def request_models(spec: JobTypeSpec) -> RequestModels:
     form_model: type[BaseModel] | None = None
     if files is not None:
         annotation: Any = list[FileStorage] if files.many else FileStorage
+        file_field = Field(
+            ..., description=_FILE_DESCRIPTIONS[files.name], min_length=1 if files.many else None
+        )
         form_model = create_model(  # type: ignore[call-overload]
             f"{title}Form",
             __base__=spec.params,
-            **{files.name: (annotation, Field(..., description=_FILE_DESCRIPTIONS[files.name]))},
+            **_form_fields(spec.params),
+            **{files.name: (annotation, file_field)},
         )
     return RequestModels(json=json_model, form=form_model, files=files)
+
+
+def _form_fields(params: type[BaseModel]) -> dict[str, Any]:
+    """The parameters as multipart fields: an optional one is left out, never ``null``.
+
+    A form field is text and cannot be null, so ``int | None`` is documented as
+    ``integer`` (not required); the JSON body keeps ``null`` as a valid value.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in params.model_fields.items():
+        args = get_args(info.annotation)
+        if type(None) in args and len(args) == 2:
+            (inner,) = (a for a in args if a is not type(None))
+            # Constraints (ge=1) go on the value type, or the union drops them.
+            value: Any = Annotated[inner, *info.metadata]
+            absent: Any = SkipJsonSchema[None]
+            fields[name] = (
+                value | absent,
+                Field(info.default, description=info.description),
+            )
+    return fields
 
 
 def params_of(spec: JobTypeSpec, request: BaseModel) -> dict[str, Any]:

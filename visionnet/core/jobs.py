@@ -301,6 +301,11 @@ class JobStore:
         # An empty report for a chunk number no planner uses re-runs the completion check.
         return self.record_chunk(job_id, ChunkReport(-1, 0, 0, 0, []))
 
+    def delete(self, job_id: str) -> None:
+        """Remove a job's record; workers that still hold its tasks find no record and stop."""
+        key = self.key(job_id)
+        self._r.delete(key, *self._aux_keys(job_id), key + ":claimed")
+
     def _aux_keys(self, job_id: str) -> list[str]:
         key = self.key(job_id)
         return [key + ":chunks", key + ":errors", key + ":planned"]

@@ -23,6 +23,11 @@ ERRORS: dict[str | int, type[BaseModel] | dict[Any, Any] | None] = {
     401: ErrorBody,
     503: ErrorBody,
 }
+# Submissions that name paths: outside the roots (403), absent (404).
+PATH_ERRORS: dict[str | int, type[BaseModel] | dict[Any, Any] | None] = {
+    403: ErrorBody,
+    404: ErrorBody,
+}
 
 
 def api_blueprint(name: str, tag: str, description: str) -> APIBlueprint:
@@ -49,10 +54,59 @@ def _require_token() -> None:
 
 def request_body(models: RequestModels) -> dict[str, Any]:
     """OpenAPI requestBody: JSON, and multipart where the input kind takes uploads."""
-    content = {"application/json": {"schema": models.json.model_json_schema()}}
-    if models.form is not None:
-        content["multipart/form-data"] = {"schema": models.form.model_json_schema()}
+    content = {"application/json": {"schema": inline_refs(models.json.model_json_schema())}}
+    if models.form is not None and models.files is not None:
+        content["multipart/form-data"] = {
+            "schema": inline_refs(models.form.model_json_schema()),
+            # Each uploaded part must be an image (Pillow reads the format, not the
+            # name), sent as a file: a part with a filename, as browsers and curl -F do.
+            "encoding": {
+                models.files.name: {
+                    "contentType": "image/*",
+                    "headers": {
+                        "Content-Disposition": {
+                            "schema": {"type": "string"},
+                            "example": f'form-data; name="{models.files.name}"; '
+                            'filename="image.png"',
+                        }
+                    },
+                }
+            },
+        }
     return {"requestBody": {"required": True, "content": content}}
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace pydantic's local ``#/$defs/X`` references with the definitions.
+
+    Placed inside an OpenAPI document those references point nowhere (the
+    document has no top-level ``$defs``); the request models are not recursive.
+    """
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def _integral_numbers(node: Any) -> Any:
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema says); 5.5 stays."""
+    if isinstance(node, float) and node.is_integer():
+        return int(node)
+    if isinstance(node, dict):
+        return {key: _integral_numbers(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_integral_numbers(item) for item in node]
+    return node
 
 
 def parse_request(models: RequestModels) -> BaseModel:
@@ -72,7 +126,7 @@ def parse_request(models: RequestModels) -> BaseModel:
             raise APIError(400, "bad_request", "JSON body is nested too deeply") from None
         if not isinstance(body, dict):
             raise APIError(400, "bad_request", "request body must be a JSON object")
-        return models.json.model_validate(body)
+        return models.json.model_validate(_integral_numbers(body))
     kinds = "multipart/form-data or application/json" if models.form else "application/json"
     raise APIError(415, "unsupported_media_type", f"send {kinds}")
 
@@ -81,7 +135,8 @@ def allowed_path(path: str) -> str:
     try:
         return str(resolve_allowed(path, services().settings.resolved_roots))
     except PathNotAllowedError as exc:
-        raise APIError(400, "path_not_allowed", str(exc)) from exc
+        # Outside the roots this deployment may read: forbidden, whatever the path.
+        raise APIError(403, "path_not_allowed", str(exc)) from exc
 
 
 def check_k(k: int | None) -> int:

@@ -50,8 +50,8 @@ def get_job(path: JobPath) -> Any:
     return job_document(_load(path.job_id), services().jobs)
 
 
-@bp.delete(
-    "/jobs/<job_id>",
+@bp.post(
+    "/jobs/<job_id>/cancel",
     summary="Cancel a job",
     responses={202: JobView, 404: ErrorBody, 409: ErrorBody, **ERRORS},
 )
@@ -63,3 +63,18 @@ def cancel_job(path: JobPath) -> Any:
     # Queued tasks see the cancelled record and stop; revoking drops the root task early.
     svc.celery.control.revoke(path.job_id)
     return job_document(_load(path.job_id), svc.jobs), 202
+
+
+@bp.delete(
+    "/jobs/<job_id>",
+    summary="Delete a job record (cancelling the job first if it is still going)",
+    responses={204: None, 404: ErrorBody, **ERRORS},
+)
+def delete_job(path: JobPath) -> Any:
+    svc = services()
+    _load(path.job_id)
+    if svc.jobs.transition(path.job_id, JobState.CANCELLED):
+        svc.celery.control.revoke(path.job_id)
+    # Vectors already written stay in their collection; only the record goes.
+    svc.jobs.delete(path.job_id)
+    return "", 204

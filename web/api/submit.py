@@ -11,6 +11,7 @@ from visionnet.core.jobs import new_job_id
 from visionnet.core.jobtypes import JOB_TYPES, JobTypeSpec
 from visionnet.web.api.common import (
     ERRORS,
+    PATH_ERRORS,
     accepted,
     api_blueprint,
     check_k,
@@ -26,6 +27,7 @@ bp = api_blueprint("submit", "jobs", "Submit jobs: " + ", ".join(JOB_TYPES) + ".
 RESPONSES: dict[str | int, type[BaseModel] | dict[Any, Any] | None] = {
     202: JobAccepted,
     **ERRORS,
+    **PATH_ERRORS,
     413: ErrorBody,
     415: ErrorBody,
 }
