@@ -107,7 +107,7 @@ def _form_fields(params: type[BaseModel]) -> dict[str, Any]:
             (inner,) = (a for a in args if a is not type(None))
             # Constraints (ge=1) go on the value type, or the union drops them.
             value: Any = Annotated[inner, *info.metadata]
-            absent: Any = SkipJsonSchema[None]
+            absent: Any = SkipJsonSchema[None]  # type: ignore[misc]
             fields[name] = (
                 value | absent,
                 Field(info.default, description=info.description),
