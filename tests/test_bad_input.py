@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zlib
 
 import requests
@@ -17,10 +18,14 @@ def _post(stack: Stack, endpoint: str, **kw: object) -> requests.Response:
 
 
 def test_nul_byte_and_empty_paths_are_400(stack: Stack) -> None:
+    # The schema says: an absolute path without NUL bytes (pattern), so the
+    # message names the field and the pattern.
     r = _post(stack, "classify", json={"paths": [f"{stack.root}/a\x00.png"]})
-    assert r.status_code == 400 and "NUL" in r.json()["message"]
+    assert r.status_code == 400 and "paths" in r.json()["message"]
     r = _post(stack, "index", json={"source": {"path": f"{stack.root}\x00"}})
-    assert r.status_code == 400 and "NUL" in r.json()["message"]
+    assert r.status_code == 400 and "source.path" in r.json()["message"]
+    r = _post(stack, "index", json={"source": {"path": "relative/dir"}})
+    assert r.status_code == 400 and "source.path" in r.json()["message"]
     r = _post(stack, "index", json={"source": {"path": ""}})
     assert r.status_code == 400 and "path" in r.json()["message"]
     r = _post(stack, "embed", json={"paths": [""]})
@@ -82,3 +87,35 @@ def test_a_link_out_of_the_roots_inside_a_folder_is_a_per_file_error(stack: Stac
     (error,) = result["errors"]
     assert error["path"] == str(folder / "escape.png")
     assert "outside the allowed roots" in error["error"]
+
+
+def test_an_oversized_upload_is_413_json_from_the_real_server(stack: Stack) -> None:
+    """The limit is Flask's, so the answer is our JSON, not a server's plain-text page."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(stack.base)
+    head = (
+        "POST /api/v1/classify HTTP/1.1\r\n"
+        f"Host: {url.netloc}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+        "Content-Length: 999999999999\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head.encode())  # the body never comes: refused on its declared length
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status, _, rest = reply.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 413"), reply[:500]
+    assert b"content-type: application/json" in headers.lower()
+    assert json.loads(body)["error"] == "request_entity_too_large"
+
+
+def test_paths_outside_the_roots_are_403_and_absent_ones_404(stack: Stack) -> None:
+    r = _post(stack, "index", json={"source": {"path": str(stack.outside)}})
+    assert r.status_code == 403 and r.json()["error"] == "path_not_allowed"
+    r = _post(stack, "classify", json={"paths": [f"{stack.root}/no-such-file.png"]})
+    assert r.status_code == 404 and "does not exist" in r.json()["message"]
