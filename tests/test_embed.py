@@ -87,7 +87,7 @@ def test_embed_bad_input_is_400(stack: Stack) -> None:
     r = requests.post(f"{stack.base}/api/v1/embed", json={"paths": []}, timeout=10)
     assert r.status_code == 400 and "paths" in r.json()["message"]
     r = requests.post(f"{stack.base}/api/v1/embed", json={"paths": ["/etc/passwd"]}, timeout=10)
-    assert r.status_code == 400 and r.json()["error"] == "path_not_allowed"
+    assert r.status_code == 403 and r.json()["error"] == "path_not_allowed"
     r = requests.post(
         f"{stack.base}/api/v1/embed", json={"paths": [str(stack.root)], "k": 3}, timeout=10
     )
