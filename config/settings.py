@@ -72,6 +72,9 @@ class ModelSettings(BaseModel):
     embedder: str = Field(..., description="Embedder: hub id or local directory.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     batch_size: int = Field(32, gt=0, description="Images per forward pass.")
+    reader_threads: int = Field(
+        2, gt=0, description="Threads that read, hash and decode while the model runs."
+    )
     offline: bool = Field(False, description="Never try the model hub.")
 
 

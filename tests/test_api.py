@@ -13,7 +13,7 @@ def test_health_reports_workers_on_each_queue(stack: Stack) -> None:
     body = r.json()
     assert body["status"] == "ok" and body["redis"] is True
     queues = {q["queue"]: q["workers"] for q in body["queues"]}
-    assert queues["models"] and queues["store"]
+    assert queues["models"] and queues["bulk"] and queues["store"]
     assert any(w.startswith("models@") for w in queues["models"])
     assert any(w.startswith("store@") for w in queues["store"])
 

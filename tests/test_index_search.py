@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Any
 
 import pytest
@@ -44,6 +45,10 @@ def test_index_stores_each_image_once(stack: Stack, indexed: dict[str, Any]) -> 
     assert result["skipped"] == 0 and result["failed"] == 0
     assert indexed["first"]["progress"] == {"total": 50, "done": 50, "failed": 0}
     assert _count(stack, "set50") == 50
+    # Where the time went, per stage, summed over the job's chunks.
+    stages = result["stage_seconds"]
+    assert set(stages) == {"read", "lookup", "decode_wait", "embed", "write"}
+    assert stages["embed"] > 0 and stages["write"] > 0
 
 
 def test_reindex_stores_nothing_new(stack: Stack, indexed: dict[str, Any]) -> None:
@@ -163,3 +168,30 @@ def test_bad_collection_name_is_400(stack: Stack) -> None:
     )
     assert r.status_code == 400
     assert "collection" in r.json()["message"]
+
+
+def test_a_search_does_not_wait_behind_an_index_jobs_backlog(
+    stack: Stack, indexed: dict[str, Any]
+) -> None:
+    """Index chunks queue on "bulk"; a search on "models" is taken before the next chunk."""
+    from visionnet.core.queues import BULK_QUEUE
+    from visionnet.core.redis_conn import connect
+
+    big = stack.root / "backlog"
+    write_images(big, range(20_000, 20_640))  # 40 chunks of 16
+    job_id = submit(
+        stack.base, "index", json={"source": {"path": str(big)}, "collection": "backlog"}
+    )
+    redis = connect(stack.redis_url)
+    deadline = time.monotonic() + 60
+    while redis.llen(BULK_QUEUE) < 10:  # the planner has queued the backlog
+        assert time.monotonic() < deadline, "the index job never queued its chunks"
+        time.sleep(0.01)
+    search = submit(stack.base, "search", json={"image_id": sha256_file(indexed["paths"][0]),
+                                                "k": 3, "collection": "set50"})  # fmt: skip
+    found = wait_job(stack.base, search)
+    waiting = redis.llen(BULK_QUEUE)
+    assert found["state"] == "succeeded", found
+    # Done while chunks queued before it still wait: it went ahead of the backlog.
+    assert waiting > 0, "the search waited for the whole backlog"
+    assert wait_job(stack.base, job_id, timeout=300)["state"] == "succeeded"

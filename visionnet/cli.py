@@ -92,18 +92,36 @@ def web() -> None:
 
 @main.command()
 @click.argument("kind", type=click.Choice(["models", "store"]))
-@click.option("--gpu", type=int, default=None, help="Pin this model worker to one GPU.")
+@click.option("--gpu", type=int, default=None, help="Run one model worker pinned to this GPU.")
+@click.option(
+    "--gpus",
+    default=None,
+    help="Model workers: one per GPU of this list (0,2) or 'all' (the default: every "
+    "GPU nvidia-smi lists; none: one worker on the CPU).",
+)
 @click.option("--name", default=None, help="Celery node name (default KIND@%h).")
 @click.option("--loglevel", default="INFO")
-def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
-    """Run a worker: ``models`` (one per GPU) or ``store`` (the single vector writer)."""
-    from visionnet.core.queues import MODELS_QUEUE, STORE_QUEUE
+def worker(kind: str, gpu: int | None, gpus: str | None, name: str | None, loglevel: str) -> None:
+    """Run a worker: ``models`` (one process per GPU) or ``store`` (the single vector writer)."""
+    from visionnet.core.queues import MODEL_WORKER_QUEUES, STORE_QUEUE
 
+    if kind != "models" and (gpu is not None or gpus is not None):
+        raise click.UsageError("--gpu and --gpus apply to model workers only")
+    if kind == "models" and gpu is None:
+        from visionnet.gpus import parse_gpus
+
+        try:
+            chosen = parse_gpus(gpus or "all")
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        if chosen:
+            sys.exit(_launch_gpu_workers(chosen, loglevel))
     if gpu is not None:
-        if kind != "models":
-            raise click.UsageError("--gpu applies to model workers only")
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        os.environ["VISIONNET_MODELS__DEVICE"] = "cuda"
+        # Pinned: the one visible GPU is "cuda". An explicit "cpu" stays (tests, operators).
+        if get_settings().models.device != "cpu":
+            os.environ["VISIONNET_MODELS__DEVICE"] = "cuda"
+            get_settings.cache_clear()
     from visionnet.workers.celery_app import app
 
     if kind == "store":
@@ -124,13 +142,51 @@ def worker(kind: str, gpu: int | None, name: str | None, loglevel: str) -> None:
             raise click.ClickException(str(exc)) from exc
     else:
         lock = None
-    queue = MODELS_QUEUE if kind == "models" else STORE_QUEUE
+    queue = ",".join(MODEL_WORKER_QUEUES) if kind == "models" else STORE_QUEUE
     default_name = f"{kind}-gpu{gpu}@%h" if gpu is not None else f"{kind}@%h"
     try:
         _run_worker(app, queue, name or default_name, loglevel)
     finally:
         if lock is not None:
             lock.release()  # a clean stop hands the lock on at once
+
+
+def _launch_gpu_workers(gpus: list[str], loglevel: str) -> int:
+    """One ``visionnet worker models --gpu N`` process per GPU; stops them all together.
+
+    Each worker is an ordinary Celery worker (prefork, concurrency 1) that sees
+    one GPU. If one exits, the others are stopped and the launcher exits with
+    its status, for the supervisor above (supervisord, systemd, Kubernetes) to
+    restart the set.
+    """
+    import signal
+    import subprocess
+
+    cli = str(Path(sys.executable).with_name("visionnet"))
+    children = [
+        subprocess.Popen(
+            [cli, "worker", "models", "--gpu", g, "--loglevel", loglevel],
+            env=dict(os.environ, CUDA_VISIBLE_DEVICES=g),  # in its environment from the start
+        )
+        for g in gpus
+    ]
+    click.echo(f"VisionNet: model workers on GPUs {','.join(gpus)}: pids "
+               + " ".join(str(c.pid) for c in children))  # fmt: skip
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, forward)
+    import time
+
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    forward(signal.SIGTERM, None)
+    codes = [child.wait() for child in children]
+    return next((c for c in codes if c), 0)
 
 
 def _run_worker(app: Any, queue: str, hostname: str, loglevel: str) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visionnet.config.settings import Settings
+from visionnet.gpus import visible_gpus
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Program:
     # Celery's parent must get SIGTERM alone: it then lets its pool finish the
     # task at hand. Signalling the group would kill the pool process mid-task.
     signal_group: bool = True
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def redis_server_binary() -> str:
@@ -109,7 +111,15 @@ def programs(settings: Settings, *, flower: bool = True) -> list[Program]:
     if not settings.milvus.uri:
         progs.append(Program("milvus", milvus_server_argv(settings), 20))
     progs.append(Program("store", [cli, "worker", "store"], 30, stop_wait, signal_group=False))
-    progs.append(Program("models", [cli, "worker", "models"], 40, stop_wait, signal_group=False))
+    # One model worker per GPU, each supervised on its own; one on the CPU without GPUs.
+    gpus = visible_gpus()
+    for gpu in gpus:
+        argv = [cli, "worker", "models", "--gpu", gpu]
+        env = (("CUDA_VISIBLE_DEVICES", gpu),)
+        progs.append(Program(f"models-gpu{gpu}", argv, 40, stop_wait, False, env))
+    if not gpus:
+        argv = [cli, "worker", "models"]
+        progs.append(Program("models", argv, 40, stop_wait, signal_group=False))
     if flower:
         progs.append(Program("flower", [cli, "flower"], 50, 10))
     progs.append(Program("web", [cli, "web"], 60, 10))
@@ -164,6 +174,8 @@ def supervisor_config(settings: Settings, *, flower: bool = True) -> str:
             "stdout_logfile_maxbytes": "10MB",
             "stdout_logfile_backups": "3",
         }
+        if prog.env:
+            section["environment"] = ",".join(f'{k}="{v}"' for k, v in prog.env)
         if prog.name == "redis-check":
             # A one-shot check whose verdict the user must see: to the terminal.
             section.update(

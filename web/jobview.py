@@ -29,6 +29,12 @@ def job_document(record: dict[str, str], jobs: JobStore) -> dict[str, Any]:
             "errors": errors,
             "errors_truncated": failed > len(errors),
             "collection": json.loads(record["params"]).get("collection"),
+            # Where the time went, summed over chunks (worker seconds, stages overlap).
+            "stage_seconds": {
+                key.removeprefix("stage_s:"): round(float(value), 3)
+                for key, value in sorted(record.items())
+                if key.startswith("stage_s:")
+            },
         }
     return {
         "id": record["id"],

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -47,8 +47,11 @@ if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
   redis.call('HINCRBY', job, 'failed', ARGV[4])
   redis.call('HINCRBY', job, 'done', ARGV[2] + ARGV[3] + ARGV[4])
   redis.call('HINCRBY', job, 'chunks_done', 1)
+  for stage, seconds in pairs(cjson.decode(ARGV[8])) do
+    redis.call('HINCRBYFLOAT', job, 'stage_s:' .. stage, seconds)
+  end
   local keep = tonumber(ARGV[7])
-  for i = 8, #ARGV do
+  for i = 9, #ARGV do
     if redis.call('LLEN', errs) < keep then redis.call('RPUSH', errs, ARGV[i]) end
   end
 end
@@ -155,6 +158,8 @@ class ChunkReport:
     skipped: int
     failed: int
     errors: list[dict[str, str]]
+    # Seconds this chunk spent per stage, summed into the job (once per chunk).
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 class JobStore:
@@ -289,6 +294,7 @@ class JobStore:
             _now(),
             self._ttl,
             self._max_errors,
+            json.dumps(report.stages) if report.stages else "{}",
             *[json.dumps(e) for e in report.errors],
         ]
         out = self._record_chunk(keys=[key, *self._aux_keys(job_id)], args=args)

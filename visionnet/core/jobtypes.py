@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
-from visionnet.core.queues import MODELS_QUEUE
+from visionnet.core.queues import BULK_QUEUE, MODELS_QUEUE
 
 COLLECTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 
@@ -92,7 +92,13 @@ JOB_TYPES: dict[str, JobTypeSpec] = {
             InputKind.IMAGES,
             EmbedParams,
         ),
-        JobTypeSpec("index", "Index every image under a directory", InputKind.FOLDER, IndexParams),
+        JobTypeSpec(
+            "index",
+            "Index every image under a directory",
+            InputKind.FOLDER,
+            IndexParams,
+            queue=BULK_QUEUE,
+        ),
         JobTypeSpec(
             "search",
             "Find images similar to an uploaded image or an indexed one",

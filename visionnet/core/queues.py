@@ -11,8 +11,16 @@ from typing import Any
 
 from visionnet.config.settings import Settings
 
+# Interactive work (classify, embed, search: a few images, a user waiting) and
+# bulk work (index planning and chunks) go to separate queues. A model worker
+# consumes both, always looking at "models" first (queue_order_strategy
+# "priority"), and holds one message at a time (prefetch 1, acks late): a
+# search waits for at most the one chunk in progress, never for the backlog.
 MODELS_QUEUE = "models"
+BULK_QUEUE = "bulk"
 STORE_QUEUE = "store"
+# What a model worker consumes, in the order it looks at them.
+MODEL_WORKER_QUEUES = (MODELS_QUEUE, BULK_QUEUE)
 
 # Internal stages of an index job (the root task, ``visionnet.index``, plans them).
 EMBED_CHUNK = "visionnet.index.embed_chunk"
@@ -25,7 +33,7 @@ def task_routes() -> dict[str, dict[str, str]]:
     from visionnet.core.jobtypes import JOB_TYPES
 
     routes = {spec.task: {"queue": spec.queue} for spec in JOB_TYPES.values()}
-    routes[EMBED_CHUNK] = {"queue": MODELS_QUEUE}
+    routes[EMBED_CHUNK] = {"queue": BULK_QUEUE}
     # Every write goes to one queue consumed by exactly one process: Milvus Lite
     # corrupts its log under concurrent writers.
     routes[WRITE_CHUNK] = {"queue": STORE_QUEUE}
@@ -56,6 +64,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # sweep is every 100 s), so they come back soon after the timeout.
             "unacked_restore_interval": min(10, settings.jobs.redelivery_timeout_s),
             "unacked_restore_throttle": 1,
+            # Consume queues in the order given (interactive first), not round robin.
+            "queue_order_strategy": "priority",
         },
         # A task sent while Redis restarts (a chunk handing on to the writer, a
         # retry) waits for it, about 30 s, instead of failing at once.

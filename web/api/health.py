@@ -7,12 +7,13 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from visionnet.core.queues import MODELS_QUEUE, STORE_QUEUE
+from visionnet.core.queues import MODEL_WORKER_QUEUES, STORE_QUEUE
 from visionnet.web.api.common import api_blueprint
 from visionnet.web.schemas import Health, QueueHealth
 from visionnet.web.services import services
 
 bp = api_blueprint("health", "health", "Service health.")
+REQUIRED_QUEUES = (*MODEL_WORKER_QUEUES, STORE_QUEUE)
 
 
 @bp.get(
@@ -22,7 +23,7 @@ bp = api_blueprint("health", "health", "Service health.")
 )
 def health() -> Any:
     svc = services()
-    consumers: dict[str, list[str]] = {MODELS_QUEUE: [], STORE_QUEUE: []}
+    consumers: dict[str, list[str]] = {q: [] for q in REQUIRED_QUEUES}
     try:
         redis_ok = svc.jobs.ping()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
@@ -36,7 +37,7 @@ def health() -> Any:
         for worker, queues in active.items():
             for queue in queues:
                 consumers.setdefault(queue["name"], []).append(worker)
-    ok = redis_ok and all(consumers[q] for q in (MODELS_QUEUE, STORE_QUEUE))
+    ok = redis_ok and all(consumers[q] for q in REQUIRED_QUEUES)
     body = Health(
         status="ok" if ok else "degraded",
         redis=redis_ok,

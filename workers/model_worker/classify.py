@@ -33,7 +33,7 @@ def classify(
         rows = model.predict([d.image for d in batch], top_k)
         return [{"predictions": [p.__dict__ for p in preds]} for preds in rows]
 
-    images = process_images(ctx, job_id, sources, run)
+    images = process_images(ctx, job_id, sources, run, model.input_size)
     if images is None:
         return
     result: dict[str, Any] = {"model": model.info, "images": images}

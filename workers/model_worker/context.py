@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import ClassVar
 
@@ -12,6 +13,11 @@ from visionnet.workers.models.registry import ModelRegistry
 
 
 class ModelContext(WorkerContext):
+    @cached_property
+    def reader_pool(self) -> ThreadPoolExecutor:
+        """Read, hash and decode beside the model (made in the pool process, after the fork)."""
+        return ThreadPoolExecutor(self.settings.models.reader_threads, thread_name_prefix="reader")
+
     @cached_property
     def models(self) -> ModelRegistry:
         return ModelRegistry(self.settings.models.device, offline=self.settings.models.offline)

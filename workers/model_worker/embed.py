@@ -38,7 +38,7 @@ def embed(self: ModelTask, *, job_id: str, sources: list[Source], params: dict[s
             for d, row in zip(batch, vectors, strict=True)
         ]
 
-    images = process_images(ctx, job_id, sources, run)
+    images = process_images(ctx, job_id, sources, run, model.input_size)
     if images is None:
         return
     result: dict[str, Any] = {

@@ -29,7 +29,11 @@ BatchFn = Callable[[list[Decoded]], list[dict[str, Any]]]
 
 
 def process_images(
-    ctx: ModelContext, job_id: str, sources: list[Source], run: BatchFn
+    ctx: ModelContext,
+    job_id: str,
+    sources: list[Source],
+    run: BatchFn,
+    draft: int | None = None,
 ) -> list[dict[str, Any]] | None:
     """One entry per source, in order: ``{"name", **run(...)}`` or ``{"name", "error"}``.
 
@@ -46,7 +50,7 @@ def process_images(
         slots: list[int] = []
         for source in batch:
             raw = fetch(source, ctx)
-            image = raw if isinstance(raw, FileError) else decode(raw)
+            image = raw if isinstance(raw, FileError) else decode(raw, draft)
             name = source.get("path") or source.get("name", "upload")
             if isinstance(image, FileError):
                 results.append({"name": name, "error": image.error})

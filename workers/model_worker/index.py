@@ -86,39 +86,54 @@ def embed_chunk(
     ctx = self.ctx
     if not ctx.jobs.is_active(job_id):
         return None
+    try:
+        embedder = ctx.embedder()
+    except ModelUnavailableError as exc:
+        ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
+        return None
+    pool = ctx.reader_pool
     timings: dict[str, float] = {}
-    start = time.perf_counter()
     errors: list[dict[str, str]] = []
+
+    # Stage 1, in the reader threads: read and hash every file of the chunk.
+    start = time.perf_counter()
+    roots = ctx.settings.resolved_roots
     fresh: dict[str, RawFile] = {}
-    for path in paths:
-        raw = read_path(path, ctx.settings.resolved_roots)
+    for raw in pool.map(lambda p: read_path(p, roots), paths):
         if isinstance(raw, FileError):
             errors.append(raw.as_dict())
         else:
             fresh.setdefault(raw.content_id, raw)  # a copy of a file in the chunk: once
     timings["read"] = time.perf_counter() - start
 
+    # Stage 2: skip what the collection holds already (no decode, no forward pass).
     start = time.perf_counter()
     stored = ctx.store.existing_ids(collection, list(fresh))
     todo = [(cid, raw) for cid, raw in fresh.items() if cid not in stored]
     timings["lookup"] = time.perf_counter() - start
 
-    try:
-        embedder = ctx.embedder()
-    except ModelUnavailableError as exc:
-        ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
-        return None
+    # Stage 3: the reader threads decode batch n+1 while the model embeds batch n.
+    batch_size = ctx.settings.models.batch_size
+    draft = embedder.input_size
+    batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]
+
+    def decode_batch(batch: list[tuple[str, RawFile]]) -> list[tuple[str, RawFile, Any]]:
+        return [(cid, raw, decode(raw, draft)) for cid, raw in batch]
+
     ids: list[str] = []
     names: list[str] = []
     sizes: list[int] = []
     vectors: list[Any] = []
-    timings["decode"] = timings["embed"] = 0.0
-    batch_size = ctx.settings.models.batch_size
-    for b in range(0, len(todo), batch_size):
+    timings["decode_wait"] = timings["embed"] = 0.0
+    ahead = [pool.submit(decode_batch, batch) for batch in batches[:2]]
+    for n in range(len(batches)):
         start = time.perf_counter()
+        decoded = ahead[n].result()
+        if n + 2 < len(batches):
+            ahead.append(pool.submit(decode_batch, batches[n + 2]))
+        timings["decode_wait"] += time.perf_counter() - start
         images = []
-        for cid, raw in todo[b : b + batch_size]:
-            image = decode(raw)
+        for cid, raw, image in decoded:
             if isinstance(image, FileError):
                 errors.append(image.as_dict())
                 continue
@@ -126,7 +141,6 @@ def embed_chunk(
             ids.append(cid)
             names.append(raw.name)
             sizes.append(len(raw.data))
-        timings["decode"] += time.perf_counter() - start
         if images:
             start = time.perf_counter()
             vectors.append(embedder.embed(images))
@@ -143,6 +157,7 @@ def embed_chunk(
         " ".join(f"{k}={v:.3f}s" for k, v in timings.items()),
     )
     return {
+        "timings": {k: round(v, 4) for k, v in timings.items()},
         "ids": ids,
         "paths": names,
         "sizes": sizes,

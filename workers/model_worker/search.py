@@ -29,10 +29,11 @@ def _query_vector(task: ModelTask, query: dict[str, Any], collection: str) -> li
         return vector
     source: Source = query["source"]
     raw = fetch(source, ctx)
-    image = raw if isinstance(raw, FileError) else decode(raw)
+    embedder = ctx.embedder()
+    image = raw if isinstance(raw, FileError) else decode(raw, embedder.input_size)
     if isinstance(image, FileError):
         raise QueryError(f"query image {image.name!r}: {image.error}")
-    return [float(v) for v in ctx.embedder().embed([image])[0]]
+    return [float(v) for v in embedder.embed([image])[0]]
 
 
 @shared_task(name=job_type("search").task, base=ModelTask, bind=True, acks_late=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from visionnet.workers.models.info import ModelInfo, public_name
 from visionnet.workers.models.loading import resolved_ref
@@ -26,3 +26,14 @@ class ImageModel:
         self.name = public_name(ref)
         self.device = device
         self.offline = offline
+
+    processor: Any
+
+    @property
+    def input_size(self) -> int | None:
+        """The side the processor resizes to: decoding need not produce more (JPEG draft)."""
+        size = getattr(self.processor, "size", None) or {}
+        if not isinstance(size, dict):
+            return None
+        sides = [int(v) for k, v in size.items() if k in ("height", "width", "shortest_edge")]
+        return max(sides) if sides else None

@@ -81,12 +81,15 @@ def write_chunk(
         ]
         ctx.store.upsert(collection, rows)
         ctx.jobs.release_claims(job_id, sorted(new_ids))
+    stages = dict(payload.get("timings", {}))
+    stages["write"] = round(time.perf_counter() - start, 4)
     report = ChunkReport(
         chunk_no=chunk_no,
         indexed=len(new_ids),
         skipped=payload["skipped"] + len(payload["ids"]) - len(new_ids),
         failed=len(payload["errors"]),
         errors=payload["errors"],
+        stages=stages,
     )
     ctx.jobs.record_chunk(job_id, report)
     log.info(

@@ -6,7 +6,7 @@ No pickle on the wire.
 from __future__ import annotations
 
 import base64
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +23,8 @@ class ChunkPayload(TypedDict):
     model: str
     skipped: int
     errors: list[dict[str, str]]
+    # Seconds per stage in the model worker (read, lookup, decode_wait, embed).
+    timings: NotRequired[dict[str, float]]
 
 
 def pack(vectors: NDArray[np.float32]) -> str:

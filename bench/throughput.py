@@ -1,0 +1,173 @@
+"""P1: an index job's images/s against the model alone, on the same model, batch and machine.
+
+For each image folder, in one run, three timings, each repeated (min and
+median reported):
+
+- model alone: the embedder on images decoded beforehand, batches of 32;
+- naive loop: read, SHA-256, decode (full size) and embed, one process, in
+  batches of 32: what the job must clearly beat;
+- index job: ``POST /api/v1/index`` on a private stack (``visionnet up``,
+  demo model, defaults: batch 32, chunk 256) into a fresh collection, from
+  the job's creation to its end; its stage seconds are kept.
+
+    .venv/bin/python -m bench.throughput --cifar ../shared/datasets/cifar10-test \\
+        --photos ../shared/datasets/imagenet-sample-100
+
+``--photos`` are expanded to ``--photo-count`` distinct full-size JPEGs (each
+original re-cropped by a few pixels and re-encoded), so no two files share an id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from bench.client import Api
+from bench.stack import private_stack
+from visionnet.workers.models.embedder import Embedder
+
+BATCH = 32
+
+
+def images_under(folder: Path) -> list[Path]:
+    exts = {".jpg", ".jpeg", ".png"}
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts)
+
+
+def expand_photos(originals: list[Path], count: int, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        src = originals[n % len(originals)]
+        shift = 1 + n // len(originals)
+        with Image.open(src) as im:
+            rgb = im.convert("RGB")
+            w, h = rgb.size
+            rgb.crop((shift, shift, w - shift, h)).save(out / f"{n:05d}.jpg", quality=90)
+    return out
+
+
+def model_alone(embedder: Embedder, files: list[Path]) -> float:
+    decoded = []
+    for f in files:
+        with Image.open(f) as im:
+            decoded.append(im.convert("RGB"))
+    start = time.perf_counter()
+    for b in range(0, len(decoded), BATCH):
+        embedder.embed(decoded[b : b + BATCH])
+    return len(decoded) / (time.perf_counter() - start)
+
+
+def naive_loop(embedder: Embedder, files: list[Path]) -> float:
+    start = time.perf_counter()
+    for b in range(0, len(files), BATCH):
+        batch = []
+        for f in files[b : b + BATCH]:
+            data = f.read_bytes()
+            hashlib.sha256(data).hexdigest()
+            with Image.open(f) as im:
+                batch.append(im.convert("RGB"))
+        embedder.embed(batch)
+    return len(files) / (time.perf_counter() - start)
+
+
+def index_job(api: Api, folder: Path, collection: str) -> tuple[float, dict[str, Any]]:
+    job = api.run("index", json={"source": {"path": str(folder)}, "collection": collection})
+    assert job["state"] == "succeeded", job
+    result = job["result"]
+    assert result["indexed"] == result["total"], result
+    start = _ts(job["created_at"])
+    seconds = _ts(job["finished_at"]) - start
+    return result["total"] / seconds, result.get("stage_seconds", {})
+
+
+def _ts(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cifar", type=Path, help="Folder of small JPEGs (CIFAR-10 test).")
+    parser.add_argument("--photos", type=Path, help="Folder of full-size photos to expand.")
+    parser.add_argument("--photo-count", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/throughput.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    embedder = Embedder("builtin:demo-cifar10", "cpu")
+    with tempfile.TemporaryDirectory(prefix="visionnet-tput-") as tmp_name:
+        tmp = Path(tmp_name)
+        sets: list[tuple[str, Path]] = []
+        if args.cifar:
+            sets.append(("CIFAR-10 test, 32x32 JPEG", args.cifar.resolve()))
+        if args.photos:
+            photos = expand_photos(images_under(args.photos), args.photo_count, tmp / "photos")
+            sets.append((f"{args.photo_count} full-size photos (ImageNet sample)", photos))
+        with private_stack(tmp / "stack", [folder for _, folder in sets]) as base:
+            api = Api(base)
+            for label, folder in sets:
+                files = images_under(folder)
+                alone, naive, job, stages = [], [], [], []
+                for rep in range(args.repeats):
+                    alone.append(model_alone(embedder, files))
+                    naive.append(naive_loop(embedder, files))
+                    rate, stage_s = index_job(api, folder, f"tput_{len(results)}_{rep}")
+                    job.append(rate)
+                    stages.append(stage_s)
+                    console.print(f"{label} run {rep + 1}: model {alone[-1]:.0f}, naive "
+                                  f"{naive[-1]:.0f}, job {job[-1]:.0f} img/s")  # fmt: skip
+                results.append({
+                    "set": label, "files": len(files), "model_alone": spread(alone),
+                    "naive_loop": spread(naive), "index_job": spread(job),
+                    "p1_ratio": statistics.median(job) / statistics.median(alone),
+                    "job_vs_naive": statistics.median(job) / statistics.median(naive),
+                    "stage_seconds": stages,
+                })  # fmt: skip
+    table = Table(title="P1: index job vs the model alone (img/s, min / median of runs)")
+    for col in ("images", "model alone", "naive loop", "index job", "P1 job/model", "job/naive"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(
+            f"{r['set']} ({r['files']})",
+            f"{r['model_alone']['min']:.0f} / {r['model_alone']['median']:.0f}",
+            f"{r['naive_loop']['min']:.0f} / {r['naive_loop']['median']:.0f}",
+            f"{r['index_job']['min']:.0f} / {r['index_job']['median']:.0f}",
+            f"{r['p1_ratio']:.2f}",
+            f"{r['job_vs_naive']:.2f}",
+        )
+    console.print(table)
+    report = {
+        "results": results,
+        "repeats": args.repeats,
+        "total_s": round(time.perf_counter() - t0, 1),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
