@@ -84,7 +84,9 @@ def naive_loop(embedder: Embedder, files: list[Path]) -> float:
 
 
 def index_job(api: Api, folder: Path, collection: str) -> tuple[float, dict[str, Any]]:
-    job = api.run("index", json={"source": {"path": str(folder)}, "collection": collection})
+    job = api.wait(
+        api.submit("index", json={"source": {"path": str(folder)}, "collection": collection})
+    )
     assert job["state"] == "succeeded", job
     result = job["result"]
     assert result["indexed"] == result["total"], result
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.photos:
             photos = expand_photos(images_under(args.photos), args.photo_count, tmp / "photos")
             sets.append((f"{args.photo_count} full-size photos (ImageNet sample)", photos))
+        (tmp / "stack").mkdir()
         with private_stack(tmp / "stack", [folder for _, folder in sets]) as base:
             api = Api(base)
             for label, folder in sets:
