@@ -93,3 +93,48 @@ def test_shipped_demo_model_is_trained_fp16_and_loads_like_a_hub_model() -> None
     assert all(p.label in DEMO_LABELS for row in preds for p in row)
     vectors = Embedder(str(SHIPPED_DEMO_DIR), "cpu").embed([make_image(3)])
     assert vectors.shape == (1, clf.model.config.hidden_sizes[-1])
+
+
+def _oom_above(model: object, limit: int) -> list[int]:
+    """Make the model's forward pass run out of memory above ``limit`` images, as a GPU would."""
+    import torch
+
+    module = model.model  # type: ignore[attr-defined]
+    forward = module.forward
+    sizes: list[int] = []
+
+    def limited(*args: object, **kwargs: object) -> object:
+        pixels = kwargs.get("pixel_values", args[0] if args else None)
+        batch = int(pixels.shape[0])  # type: ignore[union-attr]
+        if batch > limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected above {limit})")
+        sizes.append(batch)
+        return forward(*args, **kwargs)
+
+    module.forward = limited
+    return sizes
+
+
+def test_out_of_memory_splits_the_batch_and_gives_the_same_results(model_dir: Path) -> None:
+    images = [make_image(seed) for seed in range(11)]
+    reference = Embedder(str(model_dir), "cpu").embed(images)
+    expected = Classifier(str(model_dir), "cpu").predict(images, top_k=2)
+
+    embedder = Embedder(str(model_dir), "cpu")
+    passes = _oom_above(embedder, 3)
+    vectors = embedder.embed(images)
+    assert np.abs(vectors - reference).max() <= 1e-5
+    assert passes and max(passes) <= 3 and sum(passes) == 11
+    assert embedder.max_batch is not None and embedder.max_batch <= 3  # later calls start there
+
+    classifier = Classifier(str(model_dir), "cpu")
+    _oom_above(classifier, 2)
+    got = classifier.predict(images, top_k=2)
+    assert [[p.label for p in row] for row in got] == [[p.label for p in row] for row in expected]
+    scores = np.array([[p.score for p in row] for row in got])
+    assert np.abs(scores - np.array([[p.score for p in row] for row in expected])).max() <= 1e-5
+
+    one = Embedder(str(model_dir), "cpu")
+    _oom_above(one, 0)  # not even one image fits: the error is not swallowed
+    with pytest.raises(RuntimeError, match="out of memory"):
+        one.embed(images[:1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,14 @@ class Classifier(ImageModel):
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
 
     def predict(self, images: list[Image], top_k: int) -> list[list[Prediction]]:
+        """Top-k labels per image (split into smaller passes if memory runs out)."""
+
+        def run(batch: Sequence[Image]) -> list[list[Prediction]]:
+            return self._predict(batch, top_k)
+
+        return self.fitting(run, images, lambda parts: [row for part in parts for row in part])
+
+    def _predict(self, images: Sequence[Image], top_k: int) -> list[list[Prediction]]:
         import torch
 
         inputs = self.processor(images=images, return_tensors="pt").to(self.device)

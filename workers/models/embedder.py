@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,10 @@ class Embedder(ImageModel):
         self.info = describe(self.name, config)
 
     def embed(self, images: list[Image]) -> NDArray[np.float32]:
+        """One L2-normalised vector per image (split into smaller passes if memory runs out)."""
+        return self.fitting(self._embed, images, np.concatenate)
+
+    def _embed(self, images: Sequence[Image]) -> NDArray[np.float32]:
         import torch
 
         inputs = self.processor(images=images, return_tensors="pt").to(self.device)
