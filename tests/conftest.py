@@ -51,6 +51,8 @@ def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str,
         VISIONNET_FLOWER__PORT=str(free_port()),
         VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
+        # The same stack on a host with GPUs: one CPU model worker, named "models".
+        CUDA_VISIBLE_DEVICES="",
     )
     env.update(extra)
     return env
