@@ -1,0 +1,96 @@
+"""P2: many one-image classify jobs against one index job over the same images.
+
+Both through the HTTP API of one private stack (``visionnet up --no-flower``,
+demo model), each repeated: ``--count`` one-image classify jobs (JSON paths)
+submitted at once from 8 client threads, timed from the first submission to
+the last job's end; then one index job over the same folder into a fresh
+collection, from its creation to its end. The ratio of the two images/s is P2.
+
+    .venv/bin/python -m bench.many_jobs --photos ../shared/datasets/imagenet-sample-100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.client import Api, in_parallel
+from bench.stack import private_stack
+from bench.throughput import _ts, expand_photos, images_under, spread
+
+
+def many_classify_jobs(api: Api, files: list[Path]) -> float:
+    start = time.perf_counter()
+    ids = in_parallel(lambda f: api.submit("classify", json={"paths": [str(f)]}), files)
+    in_parallel(api.wait, ids)
+    return len(files) / (time.perf_counter() - start)
+
+
+def one_index_job(api: Api, folder: Path, collection: str) -> float:
+    job = api.wait(api.submit("index", json={"source": {"path": str(folder)},
+                                             "collection": collection}))  # fmt: skip
+    seconds = _ts(job["finished_at"]) - _ts(job["created_at"])
+    return float(job["result"]["total"]) / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--photos", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/many_jobs.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    jobs: list[float] = []
+    index: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="visionnet-p2-") as tmp_name:
+        tmp = Path(tmp_name)
+        folder = expand_photos(images_under(args.photos), args.count, tmp / "photos")
+        files = images_under(folder)
+        (tmp / "stack").mkdir()
+        with private_stack(tmp / "stack", [folder]) as base:
+            api = Api(base)
+            api.wait(api.submit("classify", json={"paths": [str(files[0])]}))  # load the model
+            for rep in range(args.repeats):
+                jobs.append(many_classify_jobs(api, files))
+                index.append(one_index_job(api, folder, f"p2_{rep}"))
+                console.print(f"run {rep + 1}: {args.count} classify jobs {jobs[-1]:.0f} img/s, "
+                              f"one index job {index[-1]:.0f} img/s")  # fmt: skip
+    ratio = statistics.median(jobs) / statistics.median(index)
+    table = Table(title=f"P2: {args.count} one-image classify jobs vs one index job (img/s)")
+    for col in ("one-image jobs min / median", "index job min / median", "P2 ratio (medians)"):
+        table.add_column(col)
+    table.add_row(
+        f"{min(jobs):.0f} / {statistics.median(jobs):.0f}",
+        f"{min(index):.0f} / {statistics.median(index):.0f}",
+        f"{ratio:.2f}",
+    )
+    console.print(table)
+    report: dict[str, Any] = {
+        "count": args.count,
+        "one_image_jobs": spread(jobs),
+        "index_job": spread(index),
+        "p2_ratio": ratio,
+        "runs": {"one_image_jobs": jobs, "index_job": index},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
