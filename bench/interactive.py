@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             "p50_s": statistics.median(busy),
             "p95_s": pct(busy, 0.95),
             "runs": busy,
-        },  # fmt: skip
+        },
         "index_job_still_running_after_the_searches": still_running,
         "index_job_files": bulk["result"]["total"],
     }
