@@ -72,6 +72,15 @@ class ModelSettings(BaseModel):
     embedder: str = Field(..., description="Embedder: hub id or local directory.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     batch_size: int = Field(32, gt=0, description="Images per forward pass.")
+    dynamic_batching: bool = Field(
+        True, description="Concurrent interactive requests share forward passes."
+    )
+    max_batch_wait_ms: float = Field(
+        10.0, ge=0, description="How long a pass waits for more requests to join it."
+    )
+    interactive_threads: int = Field(
+        16, gt=0, description="Interactive requests one interactive worker runs at once."
+    )
     reader_threads: int = Field(
         2, gt=0, description="Threads that read, hash and decode while the model runs."
     )

@@ -53,6 +53,9 @@ def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str,
         PYTHONUNBUFFERED="1",
         # The same stack on a host with GPUs: one CPU model worker, named "models".
         CUDA_VISIBLE_DEVICES="",
+        # A pass waits up to 100 ms for company, so that requests sent together
+        # share passes however the machine schedules them (test_classify).
+        VISIONNET_MODELS__MAX_BATCH_WAIT_MS="100",
     )
     env.update(extra)
     return env

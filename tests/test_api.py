@@ -14,7 +14,8 @@ def test_health_reports_workers_on_each_queue(stack: Stack) -> None:
     assert body["status"] == "ok" and body["redis"] is True
     queues = {q["queue"]: q["workers"] for q in body["queues"]}
     assert queues["models"] and queues["bulk"] and queues["store"]
-    assert any(w.startswith("models@") for w in queues["models"])
+    assert any(w.startswith("interactive@") for w in queues["models"])
+    assert any(w.startswith("models@") for w in queues["bulk"])
     assert any(w.startswith("store@") for w in queues["store"])
 
 

@@ -67,3 +67,33 @@ def test_classify_bad_top_k_is_400(stack: Stack) -> None:
     r = requests.post(f"{stack.base}/api/v1/classify", files=files, data={"top_k": "0"}, timeout=10)
     assert r.status_code == 400
     assert "top_k" in r.json()["message"]
+
+
+def test_concurrent_requests_share_forward_passes(stack: Stack) -> None:
+    """Dynamic batching: 16 one-image jobs sent together run in at most 4 passes (batch 8),
+    each with its own result, the one the model gives that image alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import make_image
+    from visionnet.workers.models.classifier import Classifier
+
+    def one(seed: int) -> str:
+        files = [("files", (f"one{seed}.png", image_bytes(seed), "image/png"))]
+        return submit(stack.base, "classify", files=files, data={"top_k": "2"})
+
+    seeds = list(range(7000, 7016))
+    with ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(one, seeds))
+        jobs = list(pool.map(lambda job_id: wait_job(stack.base, job_id), ids))
+    passes = {p for job in jobs for p in job["result"]["forward_passes"]}
+    assert all(job["state"] == "succeeded" for job in jobs)
+    assert 2 <= len(passes) <= 4, passes  # 16 images, at most 8 per pass
+
+    alone = Classifier(str(stack.model_dir), "cpu")
+    for seed, job in zip(seeds, jobs, strict=True):
+        (image,) = job["result"]["images"]
+        assert image["name"] == f"one{seed}.png"
+        expected = alone.predict([make_image(seed)], top_k=2)[0]
+        got = image["predictions"]
+        assert [p["label"] for p in got] == [p.label for p in expected]
+        assert all(abs(g["score"] - e.score) < 1e-4 for g, e in zip(got, expected, strict=True))

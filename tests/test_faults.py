@@ -185,12 +185,16 @@ def test_index_job_survives_a_killed_pool_process(fault_stack: FaultStack, role:
     assert fault_stack.pool_child(role).pid != victim.pid  # Celery started a new one
 
 
-def test_classify_job_survives_a_killed_model_worker_process(fault_stack: FaultStack) -> None:
+def test_classify_job_survives_a_killed_interactive_worker(fault_stack: FaultStack) -> None:
+    """The interactive worker runs tasks in threads: SIGKILL takes the whole process."""
     files = [("files", (f"c{i}.png", image_bytes(2000 + i), "image/png")) for i in range(40)]
     job_id = submit(fault_stack.base, "classify", files=files, data={"top_k": "2"})
     before = wait_until_done_at_least(fault_stack, job_id, 8)
     assert before["state"] == "running", before
-    fault_stack.pool_child("models").send_signal(signal.SIGKILL)
+    victim = fault_stack.pid("interactive")
+    os.kill(victim, signal.SIGKILL)
+    fault_stack.wait_restarted("interactive", victim)
+    # Its unacknowledged message comes back after jobs.redelivery_timeout_s (15 s here).
     job = wait_job(fault_stack.base, job_id, timeout=300)
     assert job["state"] == "succeeded", job
     assert job["progress"] == {"total": 40, "done": 40, "failed": 0}  # redelivered, counted once
@@ -259,7 +263,9 @@ def assert_exact(stack: FaultStack, job: dict[str, Any], collection: str) -> Non
     assert stack.count(collection) == 96  # each good image once: no loss, no duplicate
 
 
-@pytest.mark.parametrize("program", ["models", "store", "milvus", "redis", "web", "flower"])
+@pytest.mark.parametrize(
+    "program", ["models", "interactive", "store", "milvus", "redis", "web", "flower"]
+)
 def test_index_job_survives_a_killed_supervised_process(
     fault_stack: FaultStack, program: str
 ) -> None:

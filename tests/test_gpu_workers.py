@@ -78,7 +78,8 @@ def test_up_supervises_one_model_worker_per_gpu(tmp_path: Path) -> None:
         os.environ.update(old)
     for gpu in ("0", "1", "2"):
         assert f"[program:models-gpu{gpu}]" in conf
-        assert f"worker models --gpu {gpu}\n" in conf
+        assert f"worker models --queues bulk --gpu {gpu}\n" in conf
         assert f'CUDA_VISIBLE_DEVICES="{gpu}"' in conf
     assert "[program:models]" not in conf
+    assert "worker interactive --gpu 0\n" in conf  # interactive work on the first GPU
     assert "[program:models-gpu2]" in chosen and "[program:models-gpu0]" not in chosen

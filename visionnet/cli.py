@@ -91,22 +91,45 @@ def web() -> None:
 
 
 @main.command()
-@click.argument("kind", type=click.Choice(["models", "store"]))
-@click.option("--gpu", type=int, default=None, help="Run one model worker pinned to this GPU.")
+@click.argument("kind", type=click.Choice(["models", "interactive", "store"]))
+@click.option("--gpu", type=int, default=None, help="Run one worker pinned to this GPU.")
 @click.option(
     "--gpus",
     default=None,
     help="Model workers: one per GPU of this list (0,2) or 'all' (the default: every "
     "GPU nvidia-smi lists; none: one worker on the CPU).",
 )
+@click.option(
+    "--queues",
+    default=None,
+    help="Model workers: queues to consume, in order (default models,bulk; 'bulk' where "
+    "an interactive worker takes the models queue).",
+)
 @click.option("--name", default=None, help="Celery node name (default KIND@%h).")
 @click.option("--loglevel", default="INFO")
-def worker(kind: str, gpu: int | None, gpus: str | None, name: str | None, loglevel: str) -> None:
-    """Run a worker: ``models`` (one process per GPU) or ``store`` (the single vector writer)."""
-    from visionnet.core.queues import MODEL_WORKER_QUEUES, STORE_QUEUE
+def worker(
+    kind: str,
+    gpu: int | None,
+    gpus: str | None,
+    queues: str | None,
+    name: str | None,
+    loglevel: str,
+) -> None:
+    """Run a worker.
 
-    if kind != "models" and (gpu is not None or gpus is not None):
+    \b
+    models       bulk work (index chunks) and, by default, interactive work; one per GPU
+    interactive  classify, embed and search in threads, their images sharing forward
+                 passes (dynamic batching); the models queue only
+    store        the single vector writer
+    """
+    from visionnet.core.queues import MODEL_WORKER_QUEUES, MODELS_QUEUE, STORE_QUEUE
+
+    if kind == "store" and (gpu is not None or gpus is not None):
         raise click.UsageError("--gpu and --gpus apply to model workers only")
+    if kind != "models" and (gpus is not None or queues is not None):
+        raise click.UsageError("--gpus and --queues apply to `worker models` only")
+    queue = queues or ",".join(MODEL_WORKER_QUEUES)
     if kind == "models" and gpu is None:
         from visionnet.gpus import parse_gpus
 
@@ -115,7 +138,7 @@ def worker(kind: str, gpu: int | None, gpus: str | None, name: str | None, logle
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
         if chosen:
-            sys.exit(_launch_gpu_workers(chosen, loglevel))
+            sys.exit(_launch_gpu_workers(chosen, queue, loglevel))
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
         # Pinned: the one visible GPU is "cuda". An explicit "cpu" stays (tests, operators).
@@ -124,34 +147,47 @@ def worker(kind: str, gpu: int | None, gpus: str | None, name: str | None, logle
             get_settings.cache_clear()
     from visionnet.workers.celery_app import app
 
-    if kind == "store":
-        from visionnet.core.redis_conn import connect
-        from visionnet.workers.store_writer.writer_lock import (
-            WriterLockTakenError,
-            hold_writer_lock,
-        )
-
-        settings = get_settings()
-        try:
-            lock = hold_writer_lock(
-                connect(settings.effective_redis_url),
-                settings.milvus.writer_lock_wait_s,
-                settings.milvus.writer_lock_ttl_s,
-            )
-        except WriterLockTakenError as exc:
-            raise click.ClickException(str(exc)) from exc
+    lock = _store_writer_lock() if kind == "store" else None
+    suffix = f"-gpu{gpu}" if gpu is not None else ""
+    hostname = name or f"{kind}{suffix}@%h"
+    if kind == "interactive":
+        # Threads, not prefork: every request in flight waits in the same
+        # process for its share of a batched forward pass.
+        options = [
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(get_settings().models.interactive_threads),
+        ]
+        queue = MODELS_QUEUE
     else:
-        lock = None
-    queue = ",".join(MODEL_WORKER_QUEUES) if kind == "models" else STORE_QUEUE
-    default_name = f"{kind}-gpu{gpu}@%h" if gpu is not None else f"{kind}@%h"
+        # One process per worker: a model worker owns one device; the store
+        # worker must be the only writer.
+        options = ["--concurrency", "1"]
+        queue = STORE_QUEUE if kind == "store" else queue
     try:
-        _run_worker(app, queue, name or default_name, loglevel)
+        _run_worker(app, queue, hostname, loglevel, options)
     finally:
         if lock is not None:
             lock.release()  # a clean stop hands the lock on at once
 
 
-def _launch_gpu_workers(gpus: list[str], loglevel: str) -> int:
+def _store_writer_lock() -> Any:
+    from visionnet.core.redis_conn import connect
+    from visionnet.workers.store_writer.writer_lock import WriterLockTakenError, hold_writer_lock
+
+    settings = get_settings()
+    try:
+        return hold_writer_lock(
+            connect(settings.effective_redis_url),
+            settings.milvus.writer_lock_wait_s,
+            settings.milvus.writer_lock_ttl_s,
+        )
+    except WriterLockTakenError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _launch_gpu_workers(gpus: list[str], queues: str, loglevel: str) -> int:
     """One ``visionnet worker models --gpu N`` process per GPU; stops them all together.
 
     Each worker is an ordinary Celery worker (prefork, concurrency 1) that sees
@@ -161,11 +197,13 @@ def _launch_gpu_workers(gpus: list[str], loglevel: str) -> int:
     """
     import signal
     import subprocess
+    import time
 
     cli = str(Path(sys.executable).with_name("visionnet"))
+    argv = ["worker", "models", "--queues", queues, "--loglevel", loglevel]
     children = [
         subprocess.Popen(
-            [cli, "worker", "models", "--gpu", g, "--loglevel", loglevel],
+            [cli, *argv, "--gpu", g],
             env=dict(os.environ, CUDA_VISIBLE_DEVICES=g),  # in its environment from the start
         )
         for g in gpus
@@ -180,8 +218,6 @@ def _launch_gpu_workers(gpus: list[str], loglevel: str) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(signum, forward)
-    import time
-
     while all(child.poll() is None for child in children):
         time.sleep(0.5)
     forward(signal.SIGTERM, None)
@@ -189,16 +225,13 @@ def _launch_gpu_workers(gpus: list[str], loglevel: str) -> int:
     return next((c for c in codes if c), 0)
 
 
-def _run_worker(app: Any, queue: str, hostname: str, loglevel: str) -> None:
+def _run_worker(app: Any, queue: str, hostname: str, loglevel: str, options: list[str]) -> None:
     app.worker_main(
         [
             "worker",
             "--queues",
             queue,
-            # One process per worker: a model worker owns one device; the store
-            # worker must be the only writer.
-            "--concurrency",
-            "1",
+            *options,
             "--hostname",
             hostname,
             "--task-events",

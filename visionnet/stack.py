@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visionnet.config.settings import Settings
+from visionnet.core.queues import BULK_QUEUE
 from visionnet.gpus import visible_gpus
 
 
@@ -111,15 +112,21 @@ def programs(settings: Settings, *, flower: bool = True) -> list[Program]:
     if not settings.milvus.uri:
         progs.append(Program("milvus", milvus_server_argv(settings), 20))
     progs.append(Program("store", [cli, "worker", "store"], 30, stop_wait, signal_group=False))
-    # One model worker per GPU, each supervised on its own; one on the CPU without GPUs.
+    # Bulk work: one model worker per GPU, each supervised on its own; one on the
+    # CPU without GPUs. Interactive work: one threaded worker (on the first GPU),
+    # where concurrent requests share forward passes.
     gpus = visible_gpus()
     for gpu in gpus:
-        argv = [cli, "worker", "models", "--gpu", gpu]
+        argv = [cli, "worker", "models", "--queues", BULK_QUEUE, "--gpu", gpu]
         env = (("CUDA_VISIBLE_DEVICES", gpu),)
         progs.append(Program(f"models-gpu{gpu}", argv, 40, stop_wait, False, env))
     if not gpus:
-        argv = [cli, "worker", "models"]
+        argv = [cli, "worker", "models", "--queues", BULK_QUEUE]
         progs.append(Program("models", argv, 40, stop_wait, signal_group=False))
+    pin = ["--gpu", gpus[0]] if gpus else []
+    pinned: tuple[tuple[str, str], ...] = (("CUDA_VISIBLE_DEVICES", gpus[0]),) if gpus else ()
+    interactive = [cli, "worker", "interactive", *pin]
+    progs.append(Program("interactive", interactive, 41, stop_wait, False, pinned))
     if flower:
         progs.append(Program("flower", [cli, "flower"], 50, 10))
     progs.append(Program("web", [cli, "web"], 60, 10))

@@ -29,14 +29,20 @@ def classify(
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return
 
+    batcher = ctx.classify_batcher()
+    passes: list[str] = []
+
     def run(batch: list[Decoded]) -> list[dict[str, Any]]:
-        rows = model.predict([d.image for d in batch], top_k)
-        return [{"predictions": [p.__dict__ for p in preds]} for preds in rows]
+        served = batcher.submit([(d.image, top_k) for d in batch])
+        passes.append(served.pass_id)
+        return [{"predictions": [p.__dict__ for p in preds]} for preds in served.rows]
 
     images = process_images(ctx, job_id, sources, run, model.input_size)
     if images is None:
         return
-    result: dict[str, Any] = {"model": model.info, "images": images}
+    # The forward passes that served this job, shared with other jobs when
+    # requests arrived together (dynamic batching).
+    result: dict[str, Any] = {"model": model.info, "images": images, "forward_passes": passes}
     if model.info["random_weights"]:
         result["notice"] = RANDOM_WEIGHTS_NOTICE
     ctx.jobs.transition(job_id, JobState.SUCCEEDED, result=result)

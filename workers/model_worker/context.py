@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL.Image import Image
 
 from visionnet.workers.base import VisionTask, WorkerContext, process_context
-from visionnet.workers.models.classifier import Classifier
+from visionnet.workers.model_worker.batcher import Batcher, DirectRunner, DynamicBatcher
+from visionnet.workers.models.classifier import Classifier, Prediction
 from visionnet.workers.models.embedder import Embedder
 from visionnet.workers.models.registry import ModelRegistry
 
 
 class ModelContext(WorkerContext):
+    _batchers_lock = threading.Lock()
+
     @cached_property
     def reader_pool(self) -> ThreadPoolExecutor:
         """Read, hash and decode beside the model (made in the pool process, after the fork)."""
@@ -27,6 +36,42 @@ class ModelContext(WorkerContext):
 
     def embedder(self) -> Embedder:
         return self.models.get(Embedder, self.settings.embedder_ref)
+
+    def classify_batcher(self) -> Batcher[tuple[Image, int], list[Prediction]]:
+        """Top-k predictions per (image, k), in passes shared by concurrent requests."""
+        model = self.classifier()
+
+        def run(items: list[tuple[Image, int]]) -> list[list[Prediction]]:
+            rows = model.predict([image for image, _ in items], max(k for _, k in items))
+            return [row[:k] for row, (_, k) in zip(rows, items, strict=True)]
+
+        return self._batcher("classify", run)
+
+    def embed_batcher(self) -> Batcher[Image, NDArray[np.float32]]:
+        """One vector per image, in passes shared by concurrent requests."""
+        model = self.embedder()
+        return self._batcher("embed", lambda images: list(model.embed(images)))
+
+    def _batcher(self, name: str, run: Callable[[list[Any]], Sequence[Any]]) -> Batcher[Any, Any]:
+        with self._batchers_lock:  # the interactive worker's task threads race here
+            found = self._batchers.get(name)
+            if found is None:
+                m = self.settings.models
+                found = self._batchers[name] = (
+                    DynamicBatcher(
+                        run,
+                        max_batch=m.batch_size,
+                        max_wait_s=m.max_batch_wait_ms / 1000,
+                        name=name,
+                    )
+                    if m.dynamic_batching
+                    else DirectRunner(run)
+                )
+            return found
+
+    @cached_property
+    def _batchers(self) -> dict[str, Batcher[Any, Any]]:
+        return {}
 
 
 class ModelTask(VisionTask):

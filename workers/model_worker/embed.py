@@ -31,8 +31,13 @@ def embed(self: ModelTask, *, job_id: str, sources: list[Source], params: dict[s
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return
 
+    batcher = ctx.embed_batcher()
+    passes: list[str] = []
+
     def run(batch: list[Decoded]) -> list[dict[str, Any]]:
-        vectors = model.embed([d.image for d in batch])
+        served = batcher.submit([d.image for d in batch])
+        passes.append(served.pass_id)
+        vectors = served.rows
         return [
             {"id": d.raw.content_id, "vector": [float(v) for v in row]}
             for d, row in zip(batch, vectors, strict=True)
@@ -46,6 +51,7 @@ def embed(self: ModelTask, *, job_id: str, sources: list[Source], params: dict[s
         "dim": next((len(im["vector"]) for im in images if "vector" in im), None),
         "normalized": model.normalized,
         "images": images,
+        "forward_passes": passes,
     }
     if model.info["random_weights"]:
         result["notice"] = RANDOM_WEIGHTS_NOTICE

@@ -33,7 +33,8 @@ def _query_vector(task: ModelTask, query: dict[str, Any], collection: str) -> li
     image = raw if isinstance(raw, FileError) else decode(raw, embedder.input_size)
     if isinstance(image, FileError):
         raise QueryError(f"query image {image.name!r}: {image.error}")
-    return [float(v) for v in embedder.embed([image])[0]]
+    (row,) = ctx.embed_batcher().submit([image]).rows
+    return [float(v) for v in row]
 
 
 @shared_task(name=job_type("search").task, base=ModelTask, bind=True, acks_late=True)
