@@ -328,7 +328,8 @@ def test_ctrl_c_mid_job_stops_in_order_and_up_finishes_the_job(fault_stack: Faul
         if "stopped: " in line
     ]
     # web and Flower, then the workers (warm: the task at hand finishes), then Milvus, Redis.
-    assert order[:6] == ["web", "flower", "models", "store", "milvus", "redis"], order
+    expected = ["web", "flower", "interactive", "models", "store", "milvus", "redis"]
+    assert order[:7] == expected, order
     assert "SIGKILL" not in last_stop, last_stop
     with models_log.open() as f:
         f.seek(seen)
