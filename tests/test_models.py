@@ -138,3 +138,24 @@ def test_out_of_memory_splits_the_batch_and_gives_the_same_results(model_dir: Pa
     _oom_above(one, 0)  # not even one image fits: the error is not swallowed
     with pytest.raises(RuntimeError, match="out of memory"):
         one.embed(images[:1])
+
+
+def test_input_size_is_read_from_the_processor(model_dir: Path) -> None:
+    """What the decoder may reduce a large JPEG to (Image.draft) before the processor resizes."""
+    assert Embedder(str(model_dir), "cpu").input_size == 32
+    assert Classifier("builtin:demo-cifar10", "cpu").input_size == 64
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_but_never_below_the_input() -> None:
+    import io
+
+    from visionnet.workers.model_worker.reader import RawFile, decode
+
+    buf = io.BytesIO()
+    make_image(3, size=(640, 480)).save(buf, format="JPEG")
+    raw = RawFile("big.jpg", buf.getvalue())
+    full, reduced = decode(raw), decode(raw, 64)
+    assert not isinstance(full, Exception) and not isinstance(reduced, Exception)
+    assert full.size == (640, 480)  # type: ignore[union-attr]
+    # libjpeg scales by 1/2, 1/4 or 1/8: 1/4 is the most that keeps both sides >= 64.
+    assert reduced.size == (160, 120)  # type: ignore[union-attr]

@@ -46,10 +46,15 @@ class ImageModel:
     @property
     def input_size(self) -> int | None:
         """The side the processor resizes to: decoding need not produce more (JPEG draft)."""
-        size = getattr(self.processor, "size", None) or {}
-        if not isinstance(size, dict):
+        size = getattr(self.processor, "size", None)
+        if size is None:
             return None
-        sides = [int(v) for k, v in size.items() if k in ("height", "width", "shortest_edge")]
+
+        def side(key: str) -> Any:
+            # A plain dict in older processors, transformers' SizeDict (attributes) in newer.
+            return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+        sides = [int(v) for k in ("height", "width", "shortest_edge") if (v := side(k))]
         return max(sides) if sides else None
 
     def fitting(
