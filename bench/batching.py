@@ -12,9 +12,6 @@ in the same invocation, one after the other, ``--repeats`` times each.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,19 +24,15 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import Api
+from bench.images import images_under
+from bench.report import percentile, write_report
 from bench.stack import private_stack
-from bench.throughput import images_under
 
 
 def timed(api: Api, path: Path) -> float:
     start = time.perf_counter()
     api.wait(api.submit("classify", json={"paths": [str(path)]}))
     return time.perf_counter() - start
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def measure(api: Api, files: list[Path], clients: int, requests: int) -> dict[str, float]:
@@ -52,7 +45,7 @@ def measure(api: Api, files: list[Path], clients: int, requests: int) -> dict[st
         "lone_p50_s": statistics.median(lone),
         "img_per_s": requests / wall,
         "p50_s": statistics.median(latencies),
-        "p95_s": pct(latencies, 0.95),
+        "p95_s": percentile(latencies, 0.95),
     }
 
 
@@ -70,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="visionnet-p3-") as tmp_name:
         tmp = Path(tmp_name)
         for label, enabled in (("batching", "true"), ("none", "false")):
-            (tmp / label).mkdir()
             env = {"VISIONNET_MODELS__DYNAMIC_BATCHING": enabled}
             with private_stack(tmp / label, [args.photos], extra_env=env) as base:
                 api = Api(base)
@@ -100,12 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         "requests": args.requests,
         "results": results,
         "throughput_ratio": ratio,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
+    write_report(args.out, report, console)
     return 0
 
 

@@ -51,3 +51,13 @@ def in_parallel(fn: Callable[[T], Any], items: Iterable[T], workers: int = 8) ->
     """Keep several jobs in flight, as concurrent users would; results in input order."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(fn, items))
+
+
+def job_seconds(job: dict[str, Any]) -> float:
+    """A finished job's time from its creation to its end, by the server's clock."""
+    from datetime import datetime
+
+    def at(key: str) -> float:
+        return datetime.fromisoformat(job[key]).timestamp()
+
+    return at("finished_at") - at("created_at")

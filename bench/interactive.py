@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,8 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import Api
+from bench.images import images_under
+from bench.report import percentile, write_report
 from bench.stack import private_stack
-from bench.throughput import images_under
 
 
 def search_latencies(api: Api, ids: list[str], collection: str) -> list[float]:
@@ -40,11 +38,6 @@ def search_latencies(api: Api, ids: list[str], collection: str) -> list[float]:
                                             "collection": collection}))  # fmt: skip
         out.append(time.perf_counter() - start)
     return out
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     ids = [hashlib.sha256(p.read_bytes()).hexdigest() for p in gallery[: args.queries]]
     with tempfile.TemporaryDirectory(prefix="visionnet-inter-") as tmp_name:
         tmp = Path(tmp_name)
-        (tmp / "stack").mkdir()
         roots = [args.gallery.resolve(), args.bulk.resolve()]
         with private_stack(tmp / "stack", roots) as base:
             api = Api(base)
@@ -75,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             still_running = state["state"] == "running"
             bulk = api.wait(bulk_id)
     rows: dict[str, Any] = {
-        "idle": {"p50_s": statistics.median(idle), "p95_s": pct(idle, 0.95), "runs": idle},
+        "idle": {"p50_s": statistics.median(idle), "p95_s": percentile(idle, 0.95), "runs": idle},
         "during_index_job": {
             "p50_s": statistics.median(busy),
-            "p95_s": pct(busy, 0.95),
+            "p95_s": percentile(busy, 0.95),
             "runs": busy,
         },
         "index_job_still_running_after_the_searches": still_running,
@@ -95,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("ratio", f"{rows['p50_ratio']:.2f}", f"{rows['p95_ratio']:.2f}")
     console.print(table)
     console.print(f"index job still running when the searches ended: {still_running}")
-    report = {**rows, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "date": time.strftime("%Y-%m-%d")}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
+    write_report(args.out, rows, console)
     return 0
 
 

@@ -12,9 +12,6 @@ collection, from its creation to its end. The ratio of the two images/s is P2.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,9 +22,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.client import Api, in_parallel
+from bench.client import Api, in_parallel, job_seconds
+from bench.images import expand_photos, images_under
+from bench.report import spread, write_report
 from bench.stack import private_stack
-from bench.throughput import _ts, expand_photos, images_under, spread
 
 
 def many_classify_jobs(api: Api, files: list[Path]) -> float:
@@ -40,8 +38,7 @@ def many_classify_jobs(api: Api, files: list[Path]) -> float:
 def one_index_job(api: Api, folder: Path, collection: str) -> float:
     job = api.wait(api.submit("index", json={"source": {"path": str(folder)},
                                              "collection": collection}))  # fmt: skip
-    seconds = _ts(job["finished_at"]) - _ts(job["created_at"])
-    return float(job["result"]["total"]) / seconds
+    return float(job["result"]["total"]) / job_seconds(job)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         folder = expand_photos(images_under(args.photos), args.count, tmp / "photos")
         files = images_under(folder)
-        (tmp / "stack").mkdir()
         with private_stack(tmp / "stack", [folder]) as base:
             api = Api(base)
             # Load the model in both workers (interactive and bulk) before timing.
@@ -85,12 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         "index_job": spread(index),
         "p2_ratio": ratio,
         "runs": {"one_image_jobs": jobs, "index_job": index},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
+    write_report(args.out, report, console)
     return 0
 
 

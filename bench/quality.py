@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -38,6 +36,7 @@ from rich.table import Table
 
 from bench.client import Api, in_parallel
 from bench.neardup import TRANSFORMS, encode_jpeg
+from bench.report import write_report
 from bench.stack import private_stack
 from visionnet.training.folder import LabeledFiles, scan_labeled_folder
 from visionnet.workers.models.shipped import SHIPPED_DEMO_DIR
@@ -279,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
             plan.append(("random weights", baseline, baseline))
         for name, ref, stack_model in plan:
             workdir = tmp / f"stack-{len(runs)}"
-            workdir.mkdir()
             started = time.perf_counter()
             with private_stack(workdir, [args.cifar_dir, args.neardup_dir], stack_model) as base:
                 console.print(f"{name}: stack up at {base} ({time.perf_counter() - started:.1f} s)")
@@ -291,22 +289,12 @@ def main(argv: list[str] | None = None) -> int:
                     **measure(args, Api(base), str(ref)),
                 }
             runs.append(run)
-    report: dict[str, Any] = {
-        "runs": runs,
-        "total_s": round(time.perf_counter() - t0, 2),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
-    }
+    report: dict[str, Any] = {"runs": runs, "total_s": round(time.perf_counter() - t0, 2)}
     training = model_dir / "training.json"
     if training.is_file():
         report["training"] = json.loads(training.read_text())
     print_table(runs, console)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
+    write_report(args.out, report, console)
     status = 0
     for run in runs:
         c = run["classification"]

@@ -45,6 +45,7 @@ def private_stack(
             VISIONNET_MODELS__EMBEDDER=str(model_dir.resolve()),
         )
     env.update(extra_env or {})
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "stack.log"
     visionnet = str(Path(sys.executable).with_name("visionnet"))
     proc = subprocess.Popen(

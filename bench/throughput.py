@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,28 +32,13 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from bench.client import Api
+from bench.client import Api, job_seconds
+from bench.images import expand_photos, images_under
+from bench.report import spread, write_report
 from bench.stack import private_stack
 from visionnet.workers.models.embedder import Embedder
 
 BATCH = 32
-
-
-def images_under(folder: Path) -> list[Path]:
-    exts = {".jpg", ".jpeg", ".png"}
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts)
-
-
-def expand_photos(originals: list[Path], count: int, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    for n in range(count):
-        src = originals[n % len(originals)]
-        shift = 1 + n // len(originals)
-        with Image.open(src) as im:
-            rgb = im.convert("RGB")
-            w, h = rgb.size
-            rgb.crop((shift, shift, w - shift, h)).save(out / f"{n:05d}.jpg", quality=90)
-    return out
 
 
 def model_alone(embedder: Embedder, files: list[Path]) -> float:
@@ -90,19 +72,7 @@ def index_job(api: Api, folder: Path, collection: str) -> tuple[float, dict[str,
     assert job["state"] == "succeeded", job
     result = job["result"]
     assert result["indexed"] == result["total"], result
-    start = _ts(job["created_at"])
-    seconds = _ts(job["finished_at"]) - start
-    return result["total"] / seconds, result.get("stage_seconds", {})
-
-
-def _ts(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso).timestamp()
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    return result["total"] / job_seconds(job), result.get("stage_seconds", {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.photos:
             photos = expand_photos(images_under(args.photos), args.photo_count, tmp / "photos")
             sets.append((f"{args.photo_count} full-size photos (ImageNet sample)", photos))
-        (tmp / "stack").mkdir()
         with private_stack(tmp / "stack", [folder for _, folder in sets]) as base:
             api = Api(base)
             for label, folder in sets:
@@ -163,12 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "repeats": args.repeats,
         "total_s": round(time.perf_counter() - t0, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
+    write_report(args.out, report, console)
     return 0
 
 

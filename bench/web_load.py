@@ -13,12 +13,8 @@ in the same run, so the ratios between them hold on a noisy machine.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +26,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import spread, write_report
 from bench.stack import private_stack
 
 # (label, web.workers, web.worker_class, web.threads). 1 x gthread 8 is one
@@ -94,11 +91,7 @@ def measure(url: str, connections: int, seconds: int, repeats: int) -> list[dict
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
-    def pick(key: str) -> dict[str, float]:
-        values = [r[key] for r in runs]
-        return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-    return {key: pick(key) for key in ("rps", "p50_ms", "p99_ms")} | {
+    return {key: spread([r[key] for r in runs]) for key in ("rps", "p50_ms", "p99_ms")} | {
         "non_2xx": sum(r["non_2xx"] for r in runs),
         "runs": runs,
     }
@@ -119,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         for n, (label, workers, worker_class, threads) in enumerate(SETTINGS):
             workdir = tmp / f"stack-{n}"
-            workdir.mkdir()
             env = {
                 "VISIONNET_WEB__WORKERS": str(workers),
                 "VISIONNET_WEB__WORKER_CLASS": worker_class,
@@ -151,12 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "repeats": args.repeats,
         "results": results,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%d"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
+    write_report(args.out, report, console)
     return 0
 
 

@@ -52,7 +52,7 @@ def test_one_model_worker_per_gpu_each_pinned(stack: Stack, tmp_path: Path) -> N
         assert len(workers) == 2
         pinned = sorted(p.environ()["CUDA_VISIBLE_DEVICES"] for p in workers)
         assert pinned == ["0", "1"]
-        for p in workers:  # each consumes interactive work first, then bulk
+        for p in workers:  # each a worker pinned by its own --gpu
             assert "--gpu" in p.cmdline()
     finally:
         launcher.send_signal(signal.SIGTERM)

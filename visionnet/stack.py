@@ -119,14 +119,14 @@ def programs(settings: Settings, *, flower: bool = True) -> list[Program]:
     for gpu in gpus:
         argv = [cli, "worker", "models", "--queues", BULK_QUEUE, "--gpu", gpu]
         env = (("CUDA_VISIBLE_DEVICES", gpu),)
-        progs.append(Program(f"models-gpu{gpu}", argv, 40, stop_wait, False, env))
+        progs.append(Program(f"models-gpu{gpu}", argv, 40, stop_wait, signal_group=False, env=env))
     if not gpus:
         argv = [cli, "worker", "models", "--queues", BULK_QUEUE]
         progs.append(Program("models", argv, 40, stop_wait, signal_group=False))
     pin = ["--gpu", gpus[0]] if gpus else []
     pinned: tuple[tuple[str, str], ...] = (("CUDA_VISIBLE_DEVICES", gpus[0]),) if gpus else ()
     interactive = [cli, "worker", "interactive", *pin]
-    progs.append(Program("interactive", interactive, 41, stop_wait, False, pinned))
+    progs.append(Program("interactive", interactive, 41, stop_wait, signal_group=False, env=pinned))
     if flower:
         progs.append(Program("flower", [cli, "flower"], 50, 10))
     progs.append(Program("web", [cli, "web"], 60, 10))

@@ -294,7 +294,7 @@ class JobStore:
             _now(),
             self._ttl,
             self._max_errors,
-            json.dumps(report.stages) if report.stages else "{}",
+            json.dumps(report.stages),
             *[json.dumps(e) for e in report.errors],
         ]
         out = self._record_chunk(keys=[key, *self._aux_keys(job_id)], args=args)

@@ -61,7 +61,6 @@ class DynamicBatcher(Generic[T, R]):
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._requests: queue.Queue[tuple[list[T], Future[Served[R]]]] = queue.Queue()
-        self.passes = 0
         thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         thread.start()
 
@@ -97,7 +96,6 @@ class DynamicBatcher(Generic[T, R]):
             for _, future in gathered:
                 future.set_exception(exc)
             return
-        self.passes += 1
         log.debug("pass %s: %d requests, %d images", pass_id, len(gathered), size)
         start = 0
         for request, future in gathered:

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL.Image import Image
 
+from visionnet.config.settings import Settings
 from visionnet.workers.base import VisionTask, WorkerContext, process_context
 from visionnet.workers.model_worker.batcher import Batcher, DirectRunner, DynamicBatcher
 from visionnet.workers.models.classifier import Classifier, Prediction
@@ -20,7 +21,11 @@ from visionnet.workers.models.registry import ModelRegistry
 
 
 class ModelContext(WorkerContext):
-    _batchers_lock = threading.Lock()
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        # One batcher per model; the interactive worker's task threads race to make it.
+        self._batchers: dict[str, Batcher[Any, Any]] = {}
+        self._batchers_lock = threading.Lock()
 
     @cached_property
     def reader_pool(self) -> ThreadPoolExecutor:
@@ -53,7 +58,7 @@ class ModelContext(WorkerContext):
         return self._batcher("embed", lambda images: list(model.embed(images)))
 
     def _batcher(self, name: str, run: Callable[[list[Any]], Sequence[Any]]) -> Batcher[Any, Any]:
-        with self._batchers_lock:  # the interactive worker's task threads race here
+        with self._batchers_lock:
             found = self._batchers.get(name)
             if found is None:
                 m = self.settings.models
@@ -68,10 +73,6 @@ class ModelContext(WorkerContext):
                     else DirectRunner(run)
                 )
             return found
-
-    @cached_property
-    def _batchers(self) -> dict[str, Batcher[Any, Any]]:
-        return {}
 
 
 class ModelTask(VisionTask):
