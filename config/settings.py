@@ -65,6 +65,12 @@ class MilvusSettings(BaseModel):
     writer_lock_ttl_s: float = Field(
         30.0, gt=0, description="The writer lock of a store worker that died expires after this."
     )
+    write_group_chunks: int = Field(
+        16, gt=0, description="Most staged chunks the writer commits in one upsert and flush."
+    )
+    max_staged_chunks: int = Field(
+        64, gt=0, description="Model workers wait while this many chunks await the writer."
+    )
 
 
 class ModelSettings(BaseModel):

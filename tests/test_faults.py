@@ -44,6 +44,7 @@ class FaultStack:
             VISIONNET_JOBS__STALL_TIMEOUT_S="240",
             VISIONNET_MILVUS__WRITER_LOCK_TTL_S="6",
             VISIONNET_MILVUS__WRITER_LOCK_WAIT_S="10",
+            VISIONNET_MILVUS__MAX_STAGED_CHUNKS="4",
         )
         self.base = f"http://127.0.0.1:{self.env['VISIONNET_WEB__PORT']}"
         self.milvus_uri = f"http://127.0.0.1:{self.env['VISIONNET_MILVUS__EMBEDDED_PORT']}"
@@ -67,16 +68,21 @@ class FaultStack:
             stop(self.proc)
             self.proc = None
 
-    def pid(self, program: str) -> int:
-        """The pid supervisord holds for one of its programs (0 while it is not running)."""
+    def ctl(self, *args: str) -> str:
+        """supervisorctl against this stack, as an operator would run it."""
         conf = self.tmp / "data" / "run" / "supervisord.conf"
         out = subprocess.run(
-            [SUPERVISORCTL, "-c", str(conf), "pid", program],
+            [SUPERVISORCTL, "-c", str(conf), *args],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
         )
-        return int(out.stdout.strip()) if out.stdout.strip().isdigit() else 0
+        return out.stdout.strip()
+
+    def pid(self, program: str) -> int:
+        """The pid supervisord holds for one of its programs (0 while it is not running)."""
+        out = self.ctl("pid", program)
+        return int(out) if out.isdigit() else 0
 
     def wait_restarted(self, program: str, old_pid: int) -> int:
         deadline = time.monotonic() + 60
@@ -278,6 +284,44 @@ def test_index_job_survives_a_killed_supervised_process(
     fault_stack.wait_restarted(program, victim)  # supervisord brings it back
     job = wait_job(fault_stack.base, job_id, timeout=300, through_outages=True)
     assert_exact(fault_stack, job, collection)
+
+
+def test_writer_commits_staged_chunks_in_groups_and_bounds_the_backlog(
+    fault_stack: FaultStack,
+) -> None:
+    """Store writer stopped: chunks pile up to max_staged_chunks (4), then the embedder waits.
+
+    Started again, the writer decides all four before it reports any (one group,
+    one flush); it is killed inside that group, and the job still ends exact.
+    """
+    client = connect(fault_stack.redis_url)
+    assert "stopped" in fault_stack.ctl("stop", "store")
+    try:
+        job_id, collection = index_folder(fault_stack, "grouped")
+        deadline = time.monotonic() + 120
+        while client.zcard("visionnet:staged-index") < 4:
+            assert time.monotonic() < deadline, "chunks were never staged"
+            time.sleep(0.05)
+        # Backpressure: the model worker waits instead of staging a fifth chunk.
+        seen = set()
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            seen.add(client.zcard("visionnet:staged-index"))
+            time.sleep(0.05)
+        assert seen == {4}, seen
+        assert progress(fault_stack, job_id)["progress"]["done"] == 0
+    finally:
+        assert "started" in fault_stack.ctl("start", "store")
+    wait_for_key(fault_stack, f"visionnet:job:{job_id}:decision:3")
+    # All four chunks decided in one group, before the first report.
+    assert progress(fault_stack, job_id)["progress"]["done"] == 0
+    victim = fault_stack.pool_child("store")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    job = wait_job(fault_stack.base, job_id, timeout=300)
+    assert_exact(fault_stack, job, collection)
+    assert client.zcard("visionnet:staged-index") == 0
+    assert not list(client.scan_iter("visionnet:staged:*"))  # nothing left behind
 
 
 def test_a_chunk_that_kills_its_worker_every_time_is_given_up(fault_stack: FaultStack) -> None:

@@ -47,7 +47,7 @@ def test_index_stores_each_image_once(stack: Stack, indexed: dict[str, Any]) -> 
     assert _count(stack, "set50") == 50
     # Where the time went, per stage, summed over the job's chunks.
     stages = result["stage_seconds"]
-    assert set(stages) == {"read", "lookup", "decode_wait", "embed", "write"}
+    assert set(stages) == {"read", "lookup", "decode_wait", "embed", "handoff_wait", "write"}
     assert stages["embed"] > 0 and stages["write"] > 0
 
 

@@ -21,10 +21,11 @@ from visionnet.core.blobs import BlobStore
 from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.redis_conn import connect
 from visionnet.workers.vectorstore.milvus_store import VectorStore
+from visionnet.workers.vectorstore.staging import StagingArea
 
 
 class WorkerContext:
-    """Job records, upload blobs and the vector store client, made when first used."""
+    """Job records, uploads, staged chunks and the vector store client, made when first used."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -41,6 +42,11 @@ class WorkerContext:
     def blobs(self) -> BlobStore:
         raw = connect(self.settings.effective_redis_url, decode=False)
         return BlobStore(raw, self.settings.result_ttl_s)
+
+    @cached_property
+    def staging(self) -> StagingArea:
+        raw = connect(self.settings.effective_redis_url, decode=False)
+        return StagingArea(raw, self.settings.result_ttl_s)
 
     @cached_property
     def store(self) -> VectorStore:
@@ -101,6 +107,7 @@ class VisionTask(Task):  # type: ignore[misc]
                 starts = ctx.jobs.count_delivery(request.id, request.retries or 0)
             except TRANSIENT_ERRORS:
                 starts = 1  # Redis is away: the body's own calls retry
+            request.starts = starts  # a task may act more carefully on a redelivery
             if starts > ctx.settings.jobs.max_deliveries:
                 reason = (
                     f"a worker process died each of the {starts - 1} times it ran this "

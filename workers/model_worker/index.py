@@ -1,8 +1,10 @@
 """Index job, model worker side: plan (walk and chunk) -> per chunk embed -> hand to the writer.
 
-Each chunk is a chain: ``embed_chunk`` here (queue ``models``), then
+Each chunk is a chain: ``embed_chunk`` here (queue ``bulk``) stages the
+chunk's vectors in Redis (``visionnet.workers.vectorstore.staging``), then
 ``write_chunk`` in the store writer (queue ``store``,
-``visionnet.workers.store_writer.write_chunk``).
+``visionnet.workers.store_writer.write_chunk``) commits it, grouped with
+whatever else is staged.
 
 Stages are chained, never awaited: the planner only enqueues, each chunk's
 writer reports its counts to the job record, and the report that completes
@@ -27,7 +29,7 @@ from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.reader import FileError, RawFile, decode, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
 from visionnet.workers.models.loading import ModelUnavailableError
-from visionnet.workers.vectorstore.wire import ChunkPayload, pack
+from visionnet.workers.vectorstore.staging import StagedChunk
 
 log = logging.getLogger(__name__)
 
@@ -66,31 +68,36 @@ class EmbedChunkTask(ModelTask):
     def give_up(self, reason: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The model worker died on this chunk every time: its files fail, the job goes on."""
         errors = [{"path": path, "error": reason} for path in kwargs["paths"]]
-        payload: ChunkPayload = {
-            "ids": [],
-            "paths": [],
-            "sizes": [],
-            "vectors": pack(np.zeros((0, 1), dtype=np.float32)),
-            "dim": 0,
-            "model": "",
-            "skipped": 0,
-            "errors": errors,
-        }
-        return payload
+        self.ctx.staging.put(
+            StagedChunk(
+                job_id=kwargs["job_id"],
+                chunk_no=kwargs["chunk_no"],
+                collection=kwargs["collection"],
+                ids=[],
+                paths=[],
+                sizes=[],
+                vectors=np.zeros((0, 0), dtype=np.float32),
+                model="",
+                skipped=0,
+                errors=errors,
+            )
+        )
+        return True
 
 
 @shared_task(name=EMBED_CHUNK, base=EmbedChunkTask, bind=True, acks_late=True)
 def embed_chunk(
     self: EmbedChunkTask, *, job_id: str, chunk_no: int, paths: list[str], collection: str
-) -> ChunkPayload | None:
+) -> bool:
+    """Embed one chunk and stage it for the writer; True when there is something to write."""
     ctx = self.ctx
     if not ctx.jobs.is_active(job_id):
-        return None
+        return False
     try:
         embedder = ctx.embedder()
     except ModelUnavailableError as exc:
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
-        return None
+        return False
     pool = ctx.reader_pool
     timings: dict[str, float] = {}
     errors: list[dict[str, str]] = []
@@ -145,7 +152,32 @@ def embed_chunk(
             start = time.perf_counter()
             vectors.append(embedder.embed(images))
             timings["embed"] += time.perf_counter() - start
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+    # Hand-off: wait while the writer is behind (backpressure), then stage compactly.
+    m = ctx.settings.milvus
+    timings["handoff_wait"] = ctx.staging.wait_for_room(
+        m.max_staged_chunks,
+        lambda: ctx.jobs.is_active(job_id),
+        max_wait_s=ctx.settings.jobs.redelivery_timeout_s / 2,
+    )
+    start = time.perf_counter()
+    ctx.staging.put(
+        StagedChunk(
+            job_id=job_id,
+            chunk_no=chunk_no,
+            collection=collection,
+            ids=ids,
+            paths=names,
+            sizes=sizes,
+            vectors=matrix,
+            model=embedder.name,
+            skipped=len(paths) - len(errors) - len(ids),
+            errors=errors,
+            timings={k: round(v, 4) for k, v in timings.items()},
+        )
+    )
+    timings["handoff"] = time.perf_counter() - start
     log.info(
         "job %s chunk %d: %d files, %d embedded, %d already stored, %d errors; %s",
         job_id,
@@ -156,14 +188,4 @@ def embed_chunk(
         len(errors),
         " ".join(f"{k}={v:.3f}s" for k, v in timings.items()),
     )
-    return {
-        "timings": {k: round(v, 4) for k, v in timings.items()},
-        "ids": ids,
-        "paths": names,
-        "sizes": sizes,
-        "vectors": pack(matrix),
-        "dim": int(matrix.shape[1]),
-        "model": embedder.name,
-        "skipped": len(paths) - len(errors) - len(ids),
-        "errors": errors,
-    }
+    return True

@@ -1,23 +1,25 @@
-"""Index job, store writer side: the only task that writes vectors.
+"""Index job, store writer side: the only task that writes vectors to Milvus Lite.
 
 Its queue has exactly one consumer (Milvus Lite corrupts its log under two
-writers). Writes are idempotent (content-hash ids, upserts, a chunk counted
-once), so the task acks late and may be redelivered.
+writers). Each message names one staged chunk; the writer commits it together
+with every other staged chunk it can see (``milvus.write_group_chunks``), so
+one flush serves many chunks when the writer is behind. Writes are idempotent
+(content-hash ids, upserts, a chunk counted once), so the task acks late and
+may be redelivered; a chunk already committed by an earlier group finds
+nothing left to do.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from celery import shared_task
 
-from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.core.queues import WRITE_CHUNK
+from visionnet.workers.store_writer.commit import commit_chunks, fail_staged
 from visionnet.workers.store_writer.context import StoreTask
-from visionnet.workers.vectorstore.milvus_store import CollectionMismatchError, Row
-from visionnet.workers.vectorstore.wire import ChunkPayload, unpack
+from visionnet.workers.vectorstore.staging import StagedChunk
 
 log = logging.getLogger(__name__)
 
@@ -25,77 +27,39 @@ log = logging.getLogger(__name__)
 class WriteChunkTask(StoreTask):
     def give_up(self, reason: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The writer died on this chunk every time: its rows count as failed, the job goes on."""
-        payload: ChunkPayload | None = args[0] if args else kwargs.get("payload")
-        if payload is None:
-            return None
-        errors = payload["errors"] + [{"path": path, "error": reason} for path in payload["paths"]]
-        report = ChunkReport(
-            chunk_no=kwargs["chunk_no"],
-            indexed=0,
-            skipped=payload["skipped"],
-            failed=len(errors),
-            errors=errors,
-        )
-        self.ctx.jobs.record_chunk(kwargs["job_id"], report)
+        chunk = self.ctx.staging.get(kwargs["job_id"], kwargs["chunk_no"])
+        if chunk is not None:
+            fail_staged(self.ctx, chunk, reason)
         return None
 
 
 @shared_task(name=WRITE_CHUNK, base=WriteChunkTask, bind=True, acks_late=True)
 def write_chunk(
     self: WriteChunkTask,
-    payload: ChunkPayload | None,
+    staged: bool | None,
     *,
     job_id: str,
     chunk_no: int,
     collection: str,
 ) -> None:
     ctx = self.ctx
-    if payload is None or not ctx.jobs.is_active(job_id):
-        return
-    start = time.perf_counter()
-    new_ids: set[str] = set()
-    if payload["ids"]:
-        try:
-            ctx.store.ensure_collection(collection, payload["dim"], payload["model"])
-        except CollectionMismatchError as exc:
-            ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
-            return
-        # The single writer decides what is new, so racing chunks cannot double count;
-        # the first decision is kept, so a re-run after a crash between the write and
-        # the report counts the rows it stored as indexed, not as skipped.
-        fresh = set(payload["ids"]) - ctx.store.existing_ids(collection, payload["ids"])
-        new_ids = ctx.jobs.decide_once(job_id, chunk_no, sorted(fresh))
-        vectors = unpack(payload["vectors"], payload["dim"])
-        now = int(time.time())
-        rows = [
-            Row(
-                id=cid,
-                vector=vectors[i].tolist(),
-                path=payload["paths"][i],
-                size=payload["sizes"][i],
-                model=payload["model"],
-                indexed_at=now,
-            )
-            for i, cid in enumerate(payload["ids"])
-            if cid in new_ids
-        ]
-        ctx.store.upsert(collection, rows)
-        ctx.jobs.release_claims(job_id, sorted(new_ids))
-    stages = dict(payload.get("timings", {}))
-    stages["write"] = round(time.perf_counter() - start, 4)
-    report = ChunkReport(
-        chunk_no=chunk_no,
-        indexed=len(new_ids),
-        skipped=payload["skipped"] + len(payload["ids"]) - len(new_ids),
-        failed=len(payload["errors"]),
-        errors=payload["errors"],
-        stages=stages,
-    )
-    ctx.jobs.record_chunk(job_id, report)
-    log.info(
-        "job %s chunk %d: wrote %d rows in %.3fs",
-        job_id,
-        chunk_no,
-        len(new_ids),
-        time.perf_counter() - start,
-    )
+    if not staged:
+        return  # the job was not active when the chunk came up, or its model failed
+    own = ctx.staging.get(job_id, chunk_no)
+    if own is None:
+        return  # committed with an earlier group (or expired with its job)
+    group: list[StagedChunk] = [own]
+    # A redelivered message commits its chunk alone: if one staged chunk kills
+    # the writer, it cannot take the chunks it was grouped with down with it.
+    if getattr(self.request, "starts", 1) <= 1:
+        for other_job, other_no in ctx.staging.oldest(ctx.settings.milvus.write_group_chunks):
+            if (other_job, other_no) == (job_id, chunk_no):
+                continue
+            other = ctx.staging.get(other_job, other_no)
+            if other is None:
+                ctx.staging.remove(other_job, other_no)  # expired: drop its index entry
+                continue
+            group.append(other)
+            if len(group) >= ctx.settings.milvus.write_group_chunks:
+                break
+    commit_chunks(ctx, group, flush=True)

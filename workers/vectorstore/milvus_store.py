@@ -23,6 +23,7 @@ ID_LEN = 64
 PATH_LEN = 4096
 MODEL_LEN = 512
 MODEL_PROPERTY = "visionnet.model"
+UPSERT_BATCH = 1024
 
 
 class CollectionMismatchError(ValueError):
@@ -120,12 +121,21 @@ class VectorStore:
         )
         return {str(r["id"]) for r in rows}
 
-    def upsert(self, name: str, rows: Sequence[Row]) -> None:
-        """Upsert, then flush: a write is reported only once it survives a crash."""
+    def upsert(self, name: str, rows: Sequence[Row], *, flush: bool = True) -> None:
+        """Upsert in batches, then flush once.
+
+        Milvus Lite keeps unflushed rows only in memory, so its writer flushes
+        before it reports a write. A real Milvus server logs every acknowledged
+        insert itself, and a flush there only seals segments: its writers skip it.
+        Batches of about a thousand rows insert fastest (larger ones slow down).
+        """
         if not rows:
             return
-        self._client.upsert(name, [r.as_dict() for r in rows], timeout=self._timeout)
-        self._client.flush(name, timeout=self._timeout)
+        for start in range(0, len(rows), UPSERT_BATCH):
+            batch = [r.as_dict() for r in rows[start : start + UPSERT_BATCH]]
+            self._client.upsert(name, batch, timeout=self._timeout)
+        if flush:
+            self._client.flush(name, timeout=self._timeout)
 
     def get_vector(self, name: str, vector_id: str) -> list[float] | None:
         self._require(name)

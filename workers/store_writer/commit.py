@@ -1,0 +1,116 @@
+"""Commit staged chunks: one upsert and one flush per collection, then one report per chunk.
+
+The order is what makes a crash harmless at any point:
+1. decide, per chunk and once (``JobStore.decide_once``), which of its rows are new;
+2. upsert every chunk's new rows, flush each collection once;
+3. record each chunk's report, then drop its staged data.
+A crash before 3 leaves the staged data and the queue messages in place; the
+chunk is committed again (upserts by content id) and counted by the first
+decision, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from visionnet.core.jobs import ChunkReport, JobState
+from visionnet.workers.base import WorkerContext
+from visionnet.workers.vectorstore.milvus_store import CollectionMismatchError, Row
+from visionnet.workers.vectorstore.staging import StagedChunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommitStats:
+    chunks: int
+    rows: int
+    seconds: float
+
+
+def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: bool) -> CommitStats:
+    """Store and report ``chunks`` (of any jobs and collections) together."""
+    start = time.perf_counter()
+    live: list[StagedChunk] = []
+    for chunk in chunks:
+        if ctx.jobs.is_active(chunk.job_id):
+            live.append(chunk)
+        else:
+            ctx.staging.remove(chunk.job_id, chunk.chunk_no)  # cancelled or gone: drop it
+
+    # 1. Decide once per chunk what is new; refuse chunks whose collection does not fit.
+    new_ids: dict[str, set[str]] = {}
+    rows: dict[str, list[Row]] = defaultdict(list)
+    now = int(time.time())
+    accepted: list[StagedChunk] = []
+    for chunk in live:
+        if chunk.ids:
+            try:
+                ctx.store.ensure_collection(chunk.collection, chunk.dim, chunk.model)
+            except CollectionMismatchError as exc:
+                ctx.jobs.transition(chunk.job_id, JobState.FAILED, error=str(exc))
+                ctx.staging.remove(chunk.job_id, chunk.chunk_no)
+                continue
+            fresh = set(chunk.ids) - ctx.store.existing_ids(chunk.collection, chunk.ids)
+            decided = ctx.jobs.decide_once(chunk.job_id, chunk.chunk_no, sorted(fresh))
+        else:
+            decided = set()
+        new_ids[chunk.member] = decided
+        rows[chunk.collection].extend(
+            Row(
+                id=cid,
+                vector=chunk.vectors[i].tolist(),
+                path=chunk.paths[i],
+                size=chunk.sizes[i],
+                model=chunk.model,
+                indexed_at=now,
+            )
+            for i, cid in enumerate(chunk.ids)
+            if cid in decided
+        )
+        accepted.append(chunk)
+
+    # 2. One upsert and (embedded store) one flush per collection for the whole group.
+    for collection, collection_rows in rows.items():
+        ctx.store.upsert(collection, collection_rows, flush=flush)
+    seconds = time.perf_counter() - start
+
+    # 3. Report each chunk, with its share of the commit time, then drop its staged data.
+    for chunk in accepted:
+        decided = new_ids[chunk.member]
+        ctx.jobs.release_claims(chunk.job_id, sorted(decided))
+        stages = dict(chunk.timings)
+        stages["write"] = round(seconds / max(1, len(accepted)), 4)
+        report = ChunkReport(
+            chunk_no=chunk.chunk_no,
+            indexed=len(decided),
+            skipped=chunk.skipped + len(chunk.ids) - len(decided),
+            failed=len(chunk.errors),
+            errors=chunk.errors,
+            stages=stages,
+        )
+        ctx.jobs.record_chunk(chunk.job_id, report)
+        ctx.staging.remove(chunk.job_id, chunk.chunk_no)
+    stats = CommitStats(len(accepted), sum(len(r) for r in rows.values()), seconds)
+    log.info(
+        "committed %d chunk(s), %d new rows, in %.3fs", stats.chunks, stats.rows, stats.seconds
+    )
+    return stats
+
+
+def fail_staged(ctx: WorkerContext, chunk: StagedChunk, reason: str) -> None:
+    """The writer died on this chunk every time: its rows count as failed, the job goes on."""
+    errors = chunk.errors + [{"path": path, "error": reason} for path in chunk.paths]
+    report = ChunkReport(
+        chunk_no=chunk.chunk_no,
+        indexed=0,
+        skipped=chunk.skipped,
+        failed=len(errors),
+        errors=errors,
+    )
+    ctx.jobs.record_chunk(chunk.job_id, report)
+    ctx.staging.remove(chunk.job_id, chunk.chunk_no)
