@@ -82,6 +82,8 @@ def test_search_with_an_indexed_image_finds_it_first(stack: Stack, indexed: dict
     assert hits[0]["path"] == str(query)
     assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    stages = job["result"]["stage_seconds"]
+    assert set(stages) == {"query", "search"} and all(v > 0 for v in stages.values())
 
 
 def test_search_by_image_id(stack: Stack, indexed: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import shared_task
@@ -46,8 +47,11 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
         return
     ctx.jobs.set_fields(job_id, total=1)
     try:
+        start = time.perf_counter()
         vector = _query_vector(self, query, collection)
+        query_s = time.perf_counter() - start
         hits = ctx.store.search(collection, vector, k)
+        search_s = time.perf_counter() - start - query_s
     except (QueryError, CollectionNotFoundError, ModelUnavailableError) as exc:
         ctx.jobs.set_progress(job_id, 1, 1)
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
@@ -56,7 +60,13 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
         if "source" in query and "blob" in query["source"]:
             ctx.blobs.delete(query["source"]["blob"])
     ctx.jobs.set_progress(job_id, 1)
-    result: dict[str, Any] = {"collection": collection, "hits": [h.__dict__ for h in hits]}
+    result: dict[str, Any] = {
+        "collection": collection,
+        "hits": [h.__dict__ for h in hits],
+        # Where the time went: the query vector (embedding an upload, or a stored
+        # vector fetched by id) and the vector search itself.
+        "stage_seconds": {"query": round(query_s, 4), "search": round(search_s, 4)},
+    }
     if "image_id" not in query:
         info = ctx.embedder().info
         result["model"] = info

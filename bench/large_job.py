@@ -1,0 +1,215 @@
+"""A large index job on the embedded stack: images/s, stages, peak memory, then search latency (P5).
+
+The script makes ``--files`` distinct small JPEGs (32x32, CIFAR-sized;
+synthetic, so that any count can be made), starts a private stack
+(``visionnet up --no-flower``, demo model) and indexes them in one job while
+it samples, every half second, the RSS of every supervised program (a worker
+counted with its pool processes) and Redis' own memory. Then P5: searches by
+image id (no forward pass: all of their latency is overhead beyond the model),
+one after another, timed from submission to success, first with the stack
+idle at ``--files`` vectors, then while a second index job of ``--busy-files``
+runs. The search result's own stage seconds give the Milvus call alone.
+
+    .venv/bin/python -m bench.large_job --files 100000 --busy-files 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from bench.client import FINAL, Api, job_seconds
+from bench.report import percentile, write_report
+from bench.stack import private_stack
+from visionnet.core.redis_conn import connect
+
+PROGRAMS = {
+    "redis-server": "redis",
+    "milvus-lite": "milvus",
+    "worker models": "models",
+    "worker store": "store",
+    "worker interactive": "interactive",
+    "visionnet web": "web",
+}
+
+
+def make_images(folder: Path, count: int, seed: int) -> list[Path]:
+    """``count`` distinct 32x32 JPEGs: smooth colour fields plus noise, 1,000 per folder."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32) / 31
+    for n in range(count):
+        a, b, c = rng.uniform(0, 255, (3, 3))
+        field = a[:, None, None] * xx + b[:, None, None] * yy + c[:, None, None] * (1 - xx)
+        noise = rng.normal(0, 18, (3, 32, 32))
+        pixels = np.clip(field / 2 + noise, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        sub = folder / f"{n // 1000:04d}"
+        if n % 1000 == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"{n:07d}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS per supervised program (with its children) and Redis' peak used memory."""
+
+    def __init__(self, stack_dir: Path) -> None:
+        super().__init__(daemon=True)
+        self.stack_dir = stack_dir
+        self.peak_rss: dict[str, int] = {}
+        self.redis_peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        redis = connect(f"redis+socket://{self.stack_dir / 'data' / 'redis' / 'redis.sock'}")
+        while not self.stop.wait(0.5):
+            for name, proc in self._programs():
+                try:
+                    rss = proc.memory_info().rss + sum(
+                        c.memory_info().rss for c in proc.children(recursive=True)
+                    )
+                except psutil.Error:
+                    continue
+                self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+            with contextlib.suppress(Exception):  # Redis restarting: skip one sample
+                self.redis_peak = max(self.redis_peak, int(redis.info("memory")["used_memory"]))
+
+    def _programs(self) -> list[tuple[str, psutil.Process]]:
+        """supervisord of this stack and each program it runs (pool children count with it)."""
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "supervisord" in cmd and str(self.stack_dir) in cmd:
+                out = [("whole stack", proc)]
+                for child in proc.children():
+                    try:
+                        child_cmd = " ".join(child.cmdline())
+                    except psutil.Error:
+                        continue
+                    name = next((n for k, n in PROGRAMS.items() if k in child_cmd), None)
+                    if name:
+                        out.append((name, child))
+                return out
+        return []
+
+
+def search_latencies(api: Api, ids: list[str], collection: str) -> tuple[list[float], list[float]]:
+    """Submit-to-success seconds of each search by id, and the Milvus call's own seconds."""
+    total, milvus = [], []
+    for image_id in ids:
+        start = time.perf_counter()
+        body = {"image_id": image_id, "k": 10, "collection": collection}
+        job_id = api.submit("search", json=body)
+        while True:  # poll every 2 ms: the client's own polling must not be what is measured
+            job = api.session.get(f"{api.base}/api/v1/jobs/{job_id}", timeout=30).json()
+            if job["state"] in FINAL:
+                break
+            time.sleep(0.002)
+        total.append(time.perf_counter() - start)
+        if job["state"] != "succeeded":
+            raise RuntimeError(f"search {job_id} {job['state']}: {job['error']}")
+        milvus.append(float(job["result"]["stage_seconds"]["search"]))
+    return total, milvus
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": statistics.median(values) * 1e3, "p95_ms": percentile(values, 0.95) * 1e3}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--busy-files", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--workdir", type=Path, help="Keep images and stack here.")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/large_job.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="visionnet-large-") as tmp_name:
+        tmp = args.workdir or Path(tmp_name)
+        start = time.perf_counter()
+        main_dir, busy_dir = tmp / "images", tmp / "busy"
+        paths = make_images(main_dir, args.files, seed=1)
+        make_images(busy_dir, args.busy_files, seed=2)
+        made = args.files + args.busy_files
+        console.print(f"made {made} JPEGs in {time.perf_counter() - start:.0f} s")
+        rng = np.random.default_rng(0)
+        picks = rng.choice(len(paths), size=args.queries, replace=False)
+        ids = [hashlib.sha256(paths[i].read_bytes()).hexdigest() for i in picks]
+        stack_dir = tmp / "stack"
+        with private_stack(stack_dir, [main_dir, busy_dir]) as base:
+            api = Api(base)
+            sampler = MemorySampler(stack_dir)
+            sampler.start()
+            body = {"source": {"path": str(main_dir)}, "collection": "large"}
+            job = api.wait(api.submit("index", json=body), timeout=4 * 3600)
+            sampler.stop.set()
+            sampler.join()
+            seconds = job_seconds(job)
+            search_latencies(api, ids[:5], "large")  # warm
+            idle, idle_milvus = search_latencies(api, ids, "large")
+            body = {"source": {"path": str(busy_dir)}, "collection": "busy"}
+            busy_id = api.submit("index", json=body)
+            time.sleep(3)  # planned, chunks queued, the model worker mid-chunk
+            busy, busy_milvus = search_latencies(api, ids, "large")
+            still_running = api.session.get(f"{base}/api/v1/jobs/{busy_id}").json()["state"]
+            api.wait(busy_id, timeout=3600)
+    result = job["result"]
+    report: dict[str, Any] = {
+        "command": "python -m bench.large_job " + " ".join(sys.argv[1:] if argv is None else argv),
+        "files": args.files,
+        "index_job": {
+            "seconds": seconds,
+            "images_per_s": args.files / seconds,
+            "indexed": result["indexed"],
+            "failed": result["failed"],
+            "stage_seconds": result["stage_seconds"],
+        },
+        "peak_rss_mb": {k: v / 2**20 for k, v in sorted(sampler.peak_rss.items())},
+        "redis_peak_used_memory_mb": sampler.redis_peak / 2**20,
+        "p5_search_by_id": {
+            "vectors": result["indexed"],
+            "idle_total": summary(idle),
+            "idle_milvus_call": summary(idle_milvus),
+            "during_index_job_total": summary(busy),
+            "during_index_job_milvus_call": summary(busy_milvus),
+            "index_job_state_after_the_searches": still_running,
+        },
+    }
+    table = Table(title=f"{args.files:,}-file index job, then P5 (search by id, k 10)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("index job images/s", f"{report['index_job']['images_per_s']:.0f}")
+    table.add_row("index job seconds", f"{seconds:.0f}")
+    for stage, value in result["stage_seconds"].items():
+        table.add_row(f"  stage {stage} (worker s)", f"{value:.1f}")
+    for name, mb in report["peak_rss_mb"].items():
+        table.add_row(f"peak RSS {name}", f"{mb:.0f} MB")
+    table.add_row("Redis peak used memory", f"{report['redis_peak_used_memory_mb']:.0f} MB")
+    p5 = report["p5_search_by_id"]
+    for key in ("idle_total", "idle_milvus_call", "during_index_job_total"):
+        p50, p95 = p5[key]["p50_ms"], p5[key]["p95_ms"]
+        table.add_row(f"P5 {key} p50 / p95", f"{p50:.1f} / {p95:.1f} ms")
+    table.add_row("second job state after the searches", str(still_running))
+    console.print(table)
+    write_report(args.out, report, console)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
