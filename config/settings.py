@@ -91,6 +91,14 @@ class ModelSettings(BaseModel):
         2, gt=0, description="Threads that read, hash and decode while the model runs."
     )
     offline: bool = Field(False, description="Never try the model hub.")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="Weights and activations: auto = bf16 (else fp16) on GPU, fp32 on CPU."
+    )
+    channels_last: bool = Field(
+        True, description="channels_last memory format for conv nets on GPU."
+    )
+    compile: bool = Field(False, description="torch.compile the models (slow first pass).")
+    warmup: bool = Field(True, description="Load the models and run one pass when a worker starts.")
 
 
 class JobSettings(BaseModel):

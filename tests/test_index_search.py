@@ -197,3 +197,18 @@ def test_a_search_does_not_wait_behind_an_index_jobs_backlog(
     # Done while chunks queued before it still wait: it went ahead of the backlog.
     assert waiting > 0, "the search waited for the whole backlog"
     assert wait_job(stack.base, job_id, timeout=300)["state"] == "succeeded"
+
+
+def test_model_workers_warm_up_as_they_start(stack: Stack) -> None:
+    """The models are loaded, and one pass run, before any job asks (no cold first job)."""
+    logs = stack.data / "logs"
+    deadline = time.monotonic() + 60
+    while True:
+        bulk = (logs / "models.log").read_text()
+        interactive = (logs / "interactive.log").read_text()
+        if "warmed up the embedder" in bulk and "warmed up the classifier" in interactive:
+            break
+        assert time.monotonic() < deadline, (bulk[-2000:], interactive[-2000:])
+        time.sleep(0.5)
+    assert "warmed up the classifier" not in bulk  # bulk work needs the embedder only
+    assert "warmed up" not in (logs / "store.log").read_text()

@@ -14,6 +14,7 @@ from visionnet.workers.models.classifier import Classifier
 from visionnet.workers.models.embedder import Embedder
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.models.registry import ModelRegistry
+from visionnet.workers.models.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,21 @@ def test_classifier_top_k(model_dir: Path) -> None:
     assert len(preds) == 10  # k is capped at the number of labels
     assert abs(sum(p.score for p in preds) - 1.0) < 1e-4
     assert clf.info["random_weights"] is True
+
+
+def test_precision_setting_runs_the_model_in_bf16(model_dir: Path) -> None:
+    import torch
+
+    images = [make_image(i) for i in range(4)]
+    exact = Embedder(str(model_dir), "cpu").embed(images)
+    half = Embedder(str(model_dir), "cpu", runtime=Runtime(precision="bf16"))
+    assert half.model.dtype == torch.bfloat16 and half.dtype == torch.bfloat16
+    vectors = half.embed(images)
+    assert vectors.dtype == np.float32  # stored as float32 whatever the model ran in
+    cosine = (vectors * exact).sum(axis=1)
+    assert (cosine > 0.98).all() and not np.array_equal(vectors, exact)
+    # auto is fp32 on the CPU: the exact reference.
+    assert Runtime().dtype("cpu") == torch.float32
 
 
 def test_registry_loads_once(model_dir: Path) -> None:

@@ -147,6 +147,11 @@ def worker(
             get_settings.cache_clear()
     from visionnet.workers.celery_app import app
 
+    # Which models the worker loads as it starts (workers/model_worker/warmup.py).
+    warm = {"interactive": "classifier,embedder", "store": ""}.get(
+        kind, "classifier,embedder" if MODELS_QUEUE in queue.split(",") else "embedder"
+    )
+    os.environ["VISIONNET_WORKER_WARMUP"] = warm
     lock = _store_writer_lock() if kind == "store" else None
     suffix = f"-gpu{gpu}" if gpu is not None else ""
     hostname = name or f"{kind}{suffix}@%h"

@@ -9,6 +9,7 @@ role needs (models for the model worker, the vector store for both).
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
@@ -66,13 +67,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 C = TypeVar("C", bound=WorkerContext)
 _contexts: dict[type[WorkerContext], WorkerContext] = {}
+_contexts_lock = threading.Lock()
 
 
 def process_context(kind: type[C]) -> C:
-    """The one ``kind`` context of this process."""
-    ctx = _contexts.get(kind)
-    if ctx is None:
-        ctx = _contexts[kind] = kind(get_settings())
+    """The one ``kind`` context of this process (task threads and the warm-up share it)."""
+    with _contexts_lock:
+        ctx = _contexts.get(kind)
+        if ctx is None:
+            ctx = _contexts[kind] = kind(get_settings())
     assert isinstance(ctx, kind)
     return ctx
 

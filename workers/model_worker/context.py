@@ -18,6 +18,7 @@ from visionnet.workers.model_worker.batcher import Batcher, DirectRunner, Dynami
 from visionnet.workers.models.classifier import Classifier, Prediction
 from visionnet.workers.models.embedder import Embedder
 from visionnet.workers.models.registry import ModelRegistry
+from visionnet.workers.models.runtime import Runtime
 
 
 class ModelContext(WorkerContext):
@@ -34,7 +35,9 @@ class ModelContext(WorkerContext):
 
     @cached_property
     def models(self) -> ModelRegistry:
-        return ModelRegistry(self.settings.models.device, offline=self.settings.models.offline)
+        m = self.settings.models
+        runtime = Runtime(precision=m.precision, channels_last=m.channels_last, compile=m.compile)
+        return ModelRegistry(m.device, offline=m.offline, runtime=runtime)
 
     def classifier(self) -> Classifier:
         return self.models.get(Classifier, self.settings.classifier_ref)
@@ -83,3 +86,7 @@ class ModelTask(VisionTask):
     @property
     def ctx(self) -> ModelContext:
         return process_context(ModelContext)
+
+
+# Connects the warm-up to worker start (imported here: every model task imports this module).
+from visionnet.workers.model_worker import warmup as _warmup  # noqa: E402, F401

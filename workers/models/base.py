@@ -8,6 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 from visionnet.workers.models.info import ModelInfo, public_name
 from visionnet.workers.models.loading import resolved_ref
+from visionnet.workers.models.runtime import Runtime
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,15 +34,46 @@ class ImageModel:
     name: str
     info: ModelInfo
 
-    def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
+    def __init__(
+        self, ref: str, device: str, *, offline: bool = False, runtime: Runtime | None = None
+    ) -> None:
         self.ref = resolved_ref(ref)
         self.name = public_name(ref)
         self.device = device
         self.offline = offline
+        self.runtime = runtime or Runtime()
+        self.dtype = self.runtime.dtype(device)
+        # The model's forward (compiled or not) and the memory format of its inputs.
+        self.forward: Any = None
+        self.memory_format: Any = None
         # Largest batch known to fit; lowered when a forward pass runs out of memory.
         self.max_batch: int | None = None
 
     processor: Any
+    model: Any
+
+    def _ready(self) -> None:
+        """Move the loaded ``model`` to its device, in eval mode, as the runtime says."""
+        self.forward, self.memory_format = self.runtime.prepare(self.model, self.device)
+
+    def pixel_values(self, images: Sequence[Any]) -> dict[str, Any]:
+        """The processor's batch, on the device, in the model's dtype and memory format."""
+        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
+        pixels = inputs["pixel_values"].to(self.model.dtype)
+        if self.memory_format is not None:
+            pixels = pixels.contiguous(memory_format=self.memory_format)
+        inputs["pixel_values"] = pixels
+        return dict(inputs)
+
+    def warm_up(self) -> None:
+        """One pass over a gray image, so the first job does not pay for lazy init."""
+        from PIL import Image
+
+        side = self.input_size or 224
+        self._warm(Image.new("RGB", (side, side), (128, 128, 128)))
+
+    def _warm(self, image: Any) -> None:
+        raise NotImplementedError
 
     @property
     def input_size(self) -> int | None:

@@ -11,6 +11,7 @@ from PIL.Image import Image
 from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.info import describe
 from visionnet.workers.models.loading import load_pretrained
+from visionnet.workers.models.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -24,21 +25,24 @@ class Classifier(ImageModel):
 
     kind = "classifier"
 
-    def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
-        import torch
+    def __init__(
+        self, ref: str, device: str, *, offline: bool = False, runtime: Runtime | None = None
+    ) -> None:
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-        super().__init__(ref, device, offline=offline)
+        super().__init__(ref, device, offline=offline, runtime=runtime)
         self.processor: Any = load_pretrained(
             AutoImageProcessor.from_pretrained, ref, offline=offline
         )
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
         self.model: Any = load_pretrained(
-            AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=dtype
+            AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=self.dtype
         )
-        self.model.to(device).eval()
+        self._ready()
         self.info = describe(self.name, self.model.config)
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
+
+    def _warm(self, image: Image) -> None:
+        self.predict([image], 1)
 
     def predict(self, images: list[Image], top_k: int) -> list[list[Prediction]]:
         """Top-k labels per image (split into smaller passes if memory runs out)."""
@@ -51,10 +55,9 @@ class Classifier(ImageModel):
     def _predict(self, images: Sequence[Image], top_k: int) -> list[list[Prediction]]:
         import torch
 
-        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        inputs = self.pixel_values(images)
         with torch.inference_mode():
-            logits = self.model(**inputs).logits.float()
+            logits = self.forward(**inputs).logits.float()
         probs = logits.sigmoid() if self._multi_label else logits.softmax(dim=-1)
         k = min(top_k, probs.shape[-1])
         scores, indices = probs.topk(k, dim=-1)

@@ -12,6 +12,7 @@ from PIL.Image import Image
 from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.info import describe
 from visionnet.workers.models.loading import load_pretrained
+from visionnet.workers.models.runtime import Runtime
 
 
 class Embedder(ImageModel):
@@ -25,25 +26,28 @@ class Embedder(ImageModel):
     # Vectors are L2-normalised, so cosine similarity is a dot product.
     normalized = True
 
-    def __init__(self, ref: str, device: str, *, offline: bool = False) -> None:
-        import torch
+    def __init__(
+        self, ref: str, device: str, *, offline: bool = False, runtime: Runtime | None = None
+    ) -> None:
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-        super().__init__(ref, device, offline=offline)
+        super().__init__(ref, device, offline=offline, runtime=runtime)
         config: Any = load_pretrained(AutoConfig.from_pretrained, ref, offline=offline)
         self.processor: Any = load_pretrained(
             AutoImageProcessor.from_pretrained, ref, offline=offline
         )
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
         if config.model_type == "clip":
             from transformers import CLIPVisionModelWithProjection
 
             loader: Any = CLIPVisionModelWithProjection.from_pretrained
         else:
             loader = AutoModel.from_pretrained
-        self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=dtype)
-        self.model.to(device).eval()
+        self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=self.dtype)
+        self._ready()
         self.info = describe(self.name, config)
+
+    def _warm(self, image: Image) -> None:
+        self.embed([image])
 
     def embed(self, images: list[Image]) -> NDArray[np.float32]:
         """One L2-normalised vector per image (split into smaller passes if memory runs out)."""
@@ -52,10 +56,9 @@ class Embedder(ImageModel):
     def _embed(self, images: Sequence[Image]) -> NDArray[np.float32]:
         import torch
 
-        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        inputs = self.pixel_values(images)
         with torch.inference_mode():
-            out = self.model(**inputs)
+            out = self.forward(**inputs)
             if getattr(out, "image_embeds", None) is not None:
                 feats = out.image_embeds
             elif getattr(out, "pooler_output", None) is not None:

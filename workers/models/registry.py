@@ -15,15 +15,17 @@ from typing import TypeVar
 
 from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.loading import resolve_device
+from visionnet.workers.models.runtime import Runtime
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=ImageModel)
 
 
 class ModelRegistry:
-    def __init__(self, device: str, *, offline: bool) -> None:
+    def __init__(self, device: str, *, offline: bool, runtime: Runtime | None = None) -> None:
         self._device = device
         self._offline = offline
+        self._runtime = runtime or Runtime()
         self._lock = threading.Lock()
         self._models: dict[tuple[type[ImageModel], str], ImageModel] = {}
 
@@ -37,7 +39,7 @@ class ModelRegistry:
             model = self._models.get((kind, ref))
             if model is None:
                 start = time.perf_counter()
-                model = kind(ref, self.device, offline=self._offline)
+                model = kind(ref, self.device, offline=self._offline, runtime=self._runtime)
                 self._models[(kind, ref)] = model
                 log.info("loaded %s %s in %.2fs", kind.kind, ref, time.perf_counter() - start)
             assert isinstance(model, kind)

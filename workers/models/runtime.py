@@ -1,0 +1,58 @@
+"""How a model runs on its device: precision, memory format, compilation.
+
+These matter on a GPU (bf16 halves memory traffic; channels_last lets cuDNN
+pick its fast convolution kernels; ``torch.compile`` fuses the small ops of a
+ViT) and are no-ops or off on the CPU, where fp32 is both the fastest and the
+exact reference. SDPA attention needs no option: transformers uses it by
+default for every model that supports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    precision: Precision = "auto"
+    channels_last: bool = True
+    compile: bool = False
+
+    def dtype(self, device: str) -> Any:
+        """auto: bf16 on GPUs that have it, else fp16; fp32 on the CPU."""
+        import torch
+
+        if self.precision == "fp32":
+            return torch.float32
+        if self.precision == "fp16":
+            return torch.float16
+        if self.precision == "bf16":
+            return torch.bfloat16
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+
+    def memory_format(self, model: Any, device: str) -> Any:
+        """channels_last for conv nets on a GPU; ``None`` means leave tensors as they are."""
+        import torch
+
+        if not (self.channels_last and device.startswith("cuda")):
+            return None
+        has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        return torch.channels_last if has_conv else None
+
+    def prepare(self, model: Any, device: str) -> tuple[Any, Any]:
+        """Put ``model`` in eval mode on ``device``; return (callable forward, memory format)."""
+        model.to(device).eval()
+        fmt = self.memory_format(model, device)
+        if fmt is not None:
+            model.to(memory_format=fmt)
+        forward = model
+        if self.compile:
+            import torch
+
+            forward = torch.compile(model)
+        return forward, fmt
