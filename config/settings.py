@@ -57,8 +57,23 @@ class MilvusSettings(BaseModel):
     uri: str = Field("", description="Milvus URI; empty = the embedded milvus-lite server.")
     token: str = Field("", description="Milvus token (user:password) for a real server.")
     embedded_port: int = Field(19530, ge=0, le=65535, description="Embedded server port.")
+    engine: Literal["lite", "server"] = Field(
+        "lite", description="Embedded store: milvus-lite, or a real Milvus standalone server."
+    )
+    server_isolation: Literal["netns", "none"] = Field(
+        "netns", description="Keep the server's internal ports off the network (netns)."
+    )
+    server_bin_dir: Path = Field(
+        Path("~/.cache/visionnet/milvus-2.3.5"), description="Where the server's binaries go."
+    )
+    direct_writes: bool = Field(
+        False, description="Model workers write vectors themselves (a real server only)."
+    )
     timeout_s: float = Field(120.0, gt=0, description="Timeout of one write or search call.")
     search_ef: int = Field(128, gt=0, description="HNSW ef used by searches.")
+    search_consistency: Literal["Strong", "Bounded"] = Field(
+        "Strong", description="Bounded: faster searches on a real server, up to 5 s stale."
+    )
     writer_lock_wait_s: float = Field(
         35.0, ge=0, description="How long a store worker waits for the single-writer lock."
     )
@@ -187,7 +202,17 @@ class Settings(BaseSettings):
                 f"flower.host={self.flower.host!r} is not loopback: "
                 "set VISIONNET_FLOWER__BASIC_AUTH=user:password"
             )
+        if self.milvus.direct_writes and not self.milvus.uri and self.milvus.engine == "lite":
+            raise ValueError(
+                "milvus.direct_writes needs a real Milvus server (milvus.uri, or "
+                'milvus.engine = "server"): Milvus Lite corrupts its log under several writers'
+            )
         return self
+
+    @property
+    def milvus_is_lite(self) -> bool:
+        """The store is the embedded milvus-lite server: one writer, flushed writes."""
+        return not self.milvus.uri and self.milvus.engine == "lite"
 
     # Derived locations, so every process agrees on them.
     @property

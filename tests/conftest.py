@@ -83,19 +83,18 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.returncode
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("stack")
+def run_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
+    """A stack as users start it (``visionnet up``), on a tiny model, for a test session."""
     root, outside = tmp / "root", tmp / "outside"
     root.mkdir()
     outside.mkdir()
     model_dir = build_tiny_model(tmp / "model")
-    env = stack_env(tmp, model_dir, root)
+    env = stack_env(tmp, model_dir, root, **extra_env)
     log = tmp / "up.log"
     proc = start_up(env, log)
     base = f"http://127.0.0.1:{env['VISIONNET_WEB__PORT']}"
     try:
-        wait_healthy(base)
+        wait_healthy(base, timeout=240)
     except AssertionError:
         stop(proc)
         print(log.read_text()[-5000:])
@@ -112,3 +111,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         log=log,
     )
     stop(proc)
+
+
+@pytest.fixture(scope="session")
+def lite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The embedded default: Milvus Lite behind the single store writer."""
+    yield from run_stack(tmp_path_factory.mktemp("stack"))
+
+
+@pytest.fixture(scope="session")
+def server_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A real Milvus standalone server (milvus.engine = "server"), model workers writing."""
+    yield from run_stack(
+        tmp_path_factory.mktemp("server-stack"),
+        VISIONNET_MILVUS__ENGINE="server",
+        VISIONNET_MILVUS__DIRECT_WRITES="true",
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(lite_stack: Stack) -> Stack:
+    """The stack most tests use; store tests override it to run on both stores."""
+    return lite_stack

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 class FaultStack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **extra_env: str) -> None:
         self.tmp = tmp
         self.root = tmp / "root"
         self.root.mkdir()
@@ -45,6 +45,7 @@ class FaultStack:
             VISIONNET_MILVUS__WRITER_LOCK_TTL_S="6",
             VISIONNET_MILVUS__WRITER_LOCK_WAIT_S="10",
             VISIONNET_MILVUS__MAX_STAGED_CHUNKS="4",
+            **extra_env,
         )
         self.base = f"http://127.0.0.1:{self.env['VISIONNET_WEB__PORT']}"
         self.milvus_uri = f"http://127.0.0.1:{self.env['VISIONNET_MILVUS__EMBEDDED_PORT']}"
@@ -131,6 +132,19 @@ class FaultStack:
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     stack = FaultStack(tmp_path_factory.mktemp("faults"))
+    stack.up()
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="module")
+def server_fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    """A real Milvus server (milvus.engine = "server"), model workers writing to it directly."""
+    stack = FaultStack(
+        tmp_path_factory.mktemp("faults-server"),
+        VISIONNET_MILVUS__ENGINE="server",
+        VISIONNET_MILVUS__DIRECT_WRITES="true",
+    )
     stack.up()
     yield stack
     stack.down()
@@ -388,3 +402,23 @@ def test_ctrl_c_mid_job_stops_in_order_and_up_finishes_the_job(fault_stack: Faul
 def progress_after_restart(stack: FaultStack, job_id: str) -> dict[str, Any]:
     stack.up()
     return progress(stack, job_id)
+
+
+@pytest.mark.parametrize("victim", ["milvus", "models pool"])
+def test_real_milvus_server_with_direct_writes_survives_a_kill(
+    server_fault_stack: FaultStack, victim: str
+) -> None:
+    """SIGKILL of the real server (its relay; the server dies with it) or of a writing worker."""
+    stack = server_fault_stack
+    job_id, collection = index_folder(stack, f"server_{victim.split()[0]}")
+    assert wait_until_done_at_least(stack, job_id, 16)["state"] == "running"
+    if victim == "milvus":
+        pid = stack.pid("milvus")
+        os.kill(pid, signal.SIGKILL)
+        stack.wait_restarted("milvus", pid)
+    else:
+        child = stack.pool_child("models")
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    job = wait_job(stack.base, job_id, timeout=300, through_outages=True)
+    assert_exact(stack, job, collection)

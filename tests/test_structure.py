@@ -35,6 +35,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "visionnet.workers.model_worker": (
         "visionnet.workers.model_worker",
         "visionnet.workers.base",
+        "visionnet.workers.commit",  # direct writes to a real Milvus server
         "visionnet.workers.models",
         "visionnet.workers.vectorstore",
         *CORE,
@@ -42,6 +43,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "visionnet.workers.store_writer": (
         "visionnet.workers.store_writer",
         "visionnet.workers.base",
+        "visionnet.workers.commit",
         "visionnet.workers.vectorstore",
         *CORE,
     ),

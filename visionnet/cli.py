@@ -82,6 +82,24 @@ def stack_guard() -> None:
         os.kill(os.getppid(), signal.SIGTERM)
 
 
+@main.command("milvus-server", hidden=True)
+def milvus_server() -> None:
+    """Become the embedded stack's real Milvus server (milvus.engine = "server")."""
+    from visionnet.milvus_server import IsolationError, run
+
+    settings = get_settings()
+    m = settings.milvus
+    try:
+        run(
+            settings.data_path / "milvus-server",
+            m.embedded_port,
+            m.server_bin_dir.expanduser(),
+            isolate=m.server_isolation == "netns",
+        )
+    except IsolationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.command()
 def web() -> None:
     """Serve the web front end (gunicorn: web.workers processes x web.threads threads)."""

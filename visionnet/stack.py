@@ -109,9 +109,13 @@ def programs(settings: Settings, *, flower: bool = True) -> list[Program]:
     if not settings.redis_url:
         progs.append(Program("redis", redis_server_argv(settings), 10))
         progs.append(Program("redis-check", [cli, "check-redis", "--stop-stack"], 11))
-    if not settings.milvus.uri:
+    if not settings.milvus.uri and settings.milvus.engine == "lite":
         progs.append(Program("milvus", milvus_server_argv(settings), 20))
-    progs.append(Program("store", [cli, "worker", "store"], 30, stop_wait, signal_group=False))
+    elif not settings.milvus.uri:
+        # A real Milvus server; it stops in about 15 s once its query node lets go.
+        progs.append(Program("milvus", [cli, "milvus-server"], 20, 60))
+    if not settings.milvus.direct_writes:
+        progs.append(Program("store", [cli, "worker", "store"], 30, stop_wait, signal_group=False))
     # Bulk work: one model worker per GPU, each supervised on its own; one on the
     # CPU without GPUs. Interactive work: one threaded worker (on the first GPU),
     # where concurrent requests share forward passes.

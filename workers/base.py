@@ -52,7 +52,13 @@ class WorkerContext:
     @cached_property
     def store(self) -> VectorStore:
         m = self.settings.milvus
-        return VectorStore(self.settings.effective_milvus_uri, m.token, m.timeout_s, m.search_ef)
+        return VectorStore(
+            self.settings.effective_milvus_uri,
+            m.token,
+            m.timeout_s,
+            m.search_ef,
+            m.search_consistency,
+        )
 
 
 log = logging.getLogger(__name__)

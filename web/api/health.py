@@ -13,7 +13,11 @@ from visionnet.web.schemas import Health, QueueHealth
 from visionnet.web.services import services
 
 bp = api_blueprint("health", "health", "Service health.")
-REQUIRED_QUEUES = (*MODEL_WORKER_QUEUES, STORE_QUEUE)
+
+
+def required_queues(direct_writes: bool) -> tuple[str, ...]:
+    """Every queue needs a consumer; the store queue is unused when model workers write."""
+    return MODEL_WORKER_QUEUES if direct_writes else (*MODEL_WORKER_QUEUES, STORE_QUEUE)
 
 
 @bp.get(
@@ -23,7 +27,8 @@ REQUIRED_QUEUES = (*MODEL_WORKER_QUEUES, STORE_QUEUE)
 )
 def health() -> Any:
     svc = services()
-    consumers: dict[str, list[str]] = {q: [] for q in REQUIRED_QUEUES}
+    required = required_queues(svc.settings.milvus.direct_writes)
+    consumers: dict[str, list[str]] = {q: [] for q in required}
     try:
         redis_ok = svc.jobs.ping()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
@@ -37,7 +42,7 @@ def health() -> Any:
         for worker, queues in active.items():
             for queue in queues:
                 consumers.setdefault(queue["name"], []).append(worker)
-    ok = redis_ok and all(consumers[q] for q in REQUIRED_QUEUES)
+    ok = redis_ok and all(consumers[q] for q in required)
     body = Health(
         status="ok" if ok else "degraded",
         redis=redis_ok,

@@ -25,6 +25,7 @@ from celery import shared_task
 from visionnet.core.jobs import JobState
 from visionnet.core.jobtypes import IndexParams, job_type
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
+from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.reader import FileError, RawFile, decode, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
@@ -56,6 +57,9 @@ def plan_index(self: ModelTask, *, job_id: str, root: str, params: dict[str, Any
                 "collection": collection,
             },
         )
+        if settings.milvus.direct_writes:
+            embed.apply_async()  # a real Milvus server: the model worker writes itself
+            continue
         write = self.app.signature(
             WRITE_CHUNK,
             kwargs={"job_id": job_id, "chunk_no": chunk_no, "collection": collection},
@@ -68,20 +72,22 @@ class EmbedChunkTask(ModelTask):
     def give_up(self, reason: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The model worker died on this chunk every time: its files fail, the job goes on."""
         errors = [{"path": path, "error": reason} for path in kwargs["paths"]]
-        self.ctx.staging.put(
-            StagedChunk(
-                job_id=kwargs["job_id"],
-                chunk_no=kwargs["chunk_no"],
-                collection=kwargs["collection"],
-                ids=[],
-                paths=[],
-                sizes=[],
-                vectors=np.zeros((0, 0), dtype=np.float32),
-                model="",
-                skipped=0,
-                errors=errors,
-            )
+        chunk = StagedChunk(
+            job_id=kwargs["job_id"],
+            chunk_no=kwargs["chunk_no"],
+            collection=kwargs["collection"],
+            ids=[],
+            paths=[],
+            sizes=[],
+            vectors=np.zeros((0, 0), dtype=np.float32),
+            model="",
+            skipped=0,
+            errors=errors,
         )
+        if self.ctx.settings.milvus.direct_writes:
+            commit_chunks(self.ctx, [chunk], flush=False)
+            return False
+        self.ctx.staging.put(chunk)
         return True
 
 
@@ -154,30 +160,33 @@ def embed_chunk(
             timings["embed"] += time.perf_counter() - start
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
 
-    # Hand-off: wait while the writer is behind (backpressure), then stage compactly.
+    chunk = StagedChunk(
+        job_id=job_id,
+        chunk_no=chunk_no,
+        collection=collection,
+        ids=ids,
+        paths=names,
+        sizes=sizes,
+        vectors=matrix,
+        model=embedder.name,
+        skipped=len(paths) - len(errors) - len(ids),
+        errors=errors,
+        timings={k: round(v, 4) for k, v in timings.items()},
+    )
     m = ctx.settings.milvus
-    timings["handoff_wait"] = ctx.staging.wait_for_room(
-        m.max_staged_chunks,
-        lambda: ctx.jobs.is_active(job_id),
-        max_wait_s=ctx.settings.jobs.redelivery_timeout_s / 2,
-    )
-    start = time.perf_counter()
-    ctx.staging.put(
-        StagedChunk(
-            job_id=job_id,
-            chunk_no=chunk_no,
-            collection=collection,
-            ids=ids,
-            paths=names,
-            sizes=sizes,
-            vectors=matrix,
-            model=embedder.name,
-            skipped=len(paths) - len(errors) - len(ids),
-            errors=errors,
-            timings={k: round(v, 4) for k, v in timings.items()},
+    if m.direct_writes:
+        # A real Milvus server takes several writers and logs each write itself.
+        commit_chunks(ctx, [chunk], flush=False)
+    else:
+        # Hand-off: wait while the writer is behind (backpressure), then stage compactly.
+        chunk.timings["handoff_wait"] = timings["handoff_wait"] = ctx.staging.wait_for_room(
+            m.max_staged_chunks,
+            lambda: ctx.jobs.is_active(job_id),
+            max_wait_s=ctx.settings.jobs.redelivery_timeout_s / 2,
         )
-    )
-    timings["handoff"] = time.perf_counter() - start
+        start = time.perf_counter()
+        ctx.staging.put(chunk)
+        timings["handoff"] = time.perf_counter() - start
     log.info(
         "job %s chunk %d: %d files, %d embedded, %d already stored, %d errors; %s",
         job_id,
@@ -188,4 +197,4 @@ def embed_chunk(
         len(errors),
         " ".join(f"{k}={v:.3f}s" for k, v in timings.items()),
     )
-    return True
+    return not m.direct_writes

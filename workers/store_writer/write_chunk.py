@@ -17,7 +17,7 @@ from typing import Any
 from celery import shared_task
 
 from visionnet.core.queues import WRITE_CHUNK
-from visionnet.workers.store_writer.commit import commit_chunks, fail_staged
+from visionnet.workers.commit import commit_chunks, fail_staged
 from visionnet.workers.store_writer.context import StoreTask
 from visionnet.workers.vectorstore.staging import StagedChunk
 
@@ -62,4 +62,4 @@ def write_chunk(
             group.append(other)
             if len(group) >= ctx.settings.milvus.write_group_chunks:
                 break
-    commit_chunks(ctx, group, flush=True)
+    commit_chunks(ctx, group, flush=ctx.settings.milvus_is_lite)

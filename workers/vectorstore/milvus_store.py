@@ -60,10 +60,18 @@ def describe_error(exc: MilvusException) -> str:
 
 
 class VectorStore:
-    def __init__(self, uri: str, token: str = "", timeout_s: float = 120.0, ef: int = 128) -> None:
+    def __init__(
+        self,
+        uri: str,
+        token: str = "",
+        timeout_s: float = 120.0,
+        ef: int = 128,
+        search_consistency: str = "Strong",
+    ) -> None:
         self._client = MilvusClient(uri=uri, token=token, timeout=timeout_s)
         self._timeout = timeout_s
         self._ef = ef
+        self._search_consistency = search_consistency
         self._loaded: set[str] = set()
         self._verified: dict[str, tuple[int, str]] = {}
 
@@ -102,6 +110,9 @@ class VectorStore:
             schema=schema,
             index_params=index,
             properties={MODEL_PROPERTY: model},
+            # Reads see every acknowledged write (a real server defaults to
+            # Bounded: up to 5 s stale); Milvus Lite is always strong.
+            consistency_level="Strong",
             timeout=self._timeout,
         )
         self._verified[name] = (dim, model)
@@ -154,6 +165,7 @@ class VectorStore:
                 limit=k,
                 output_fields=["path"],
                 search_params={"metric_type": "COSINE", "params": {"ef": max(self._ef, k)}},
+                consistency_level=self._search_consistency,
                 timeout=self._timeout,
             ),
         )
@@ -167,14 +179,19 @@ class VectorStore:
             raise CollectionNotFoundError(f"collection {name!r} does not exist: index images first")
 
     def _with_loaded(self, name: str, call: Callable[[], T]) -> T:
-        """A collection is 'released' after any server restart: load it and retry once."""
+        """A collection is not loaded after a server restart: load it and retry once.
+
+        Milvus Lite says "released"; a real server says "not loaded" (code 101)
+        and reloads by itself, and ``load_collection`` waits for that.
+        """
         if name not in self._loaded:
             self._client.load_collection(name, timeout=self._timeout)
             self._loaded.add(name)
         try:
             return call()
         except MilvusException as exc:
-            if "released" not in f"{exc} {getattr(exc, 'message', '')}":
+            text = f"{exc} {getattr(exc, 'message', '')}"
+            if "released" not in text and "not loaded" not in text:
                 raise
             log.info("collection %s was released; loading it again", name)
             self._client.load_collection(name, timeout=self._timeout)

@@ -1,4 +1,7 @@
-"""Commit staged chunks: one upsert and one flush per collection, then one report per chunk.
+"""Commit embedded chunks: one upsert (and flush) per collection, then one report per chunk.
+
+Used by the store writer (Milvus Lite: the only writer) and, with a real Milvus
+server and `milvus.direct_writes`, by the model workers themselves.
 
 The order is what makes a crash harmless at any point:
 1. decide, per chunk and once (``JobStore.decide_once``), which of its rows are new;

@@ -1,0 +1,237 @@
+"""A real Milvus standalone server for the embedded stack, from the ``milvus`` wheel (2.3.5).
+
+Why not the wheel's own ``milvus-server`` command: it runs the server as a
+child it never watches (SIGTERM leaves the server orphaned, SIGINT kills it
+after one second, a dead server leaves the wrapper running), it moves a busy
+port to the next free one silently, and its embedded etcd always takes
+127.0.0.1:2379, so two stacks clash. This module writes the server's config
+from the wheel's own template, every port chosen by us (``base`` + offset),
+and then becomes the server (``execve``), so the pid supervisord holds is the
+server itself.
+
+Why a network namespace: Milvus 2.3.5 binds its eight gRPC servers and its
+metrics server on all interfaces, hard-coded (only the ``ip`` it advertises can
+be set). Where this process may create a network namespace (root or
+CAP_SYS_ADMIN), the server runs in one that has only ``lo``, and this process
+relays the client and metrics ports from the host's 127.0.0.1: nothing else is
+reachable from outside. Elsewhere it refuses to start unless
+``milvus.server_isolation = "none"`` says to accept the open ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import fcntl
+import os
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+
+PORT_OFFSETS = {
+    "proxy_port": 0,  # the client port (gRPC and REST)
+    "metrics_port": 1,  # /metrics and /healthz
+    "proxy_internal_port": 2,
+    "root_coord_port": 3,
+    "query_coord_port": 4,
+    "query_node_port": 5,
+    "data_coord_port": 6,
+    "data_node_port": 7,
+    "index_node_port": 8,
+    "etcd_port": 9,
+    "etcd_peer_port": 10,
+}
+# Settings over the template's defaults, "section.key": value.
+OVERRIDES = {
+    # SIGTERM with a loaded collection otherwise waits for another query node to
+    # take its segments (there is none): more than 11 minutes was seen.
+    "queryNode.gracefulStopTimeout": "5",
+    "common.gracefulStopTimeout": "30",
+    # Strong reads wait for the next time tick: 200 ms by default, 20 ms here.
+    "proxy.timeTickInterval": "20",
+}
+CLONE_NEWNET = 0x40000000
+
+
+class IsolationError(RuntimeError):
+    """The server's ports cannot be kept off the network here."""
+
+
+def ports(base: int) -> dict[str, int]:
+    return {name: base + offset for name, offset in PORT_OFFSETS.items()}
+
+
+def write_config(data: Path, base: int) -> Path:
+    """``<data>/configs/milvus.yaml`` and the embedded etcd's file; returns the configs dir."""
+    import milvus  # the wheel: its template and packed binaries
+
+    pkg = Path(milvus.__file__).parent
+    configs, logs, storage = data / "configs", data / "logs", data / "storage"
+    for d in (configs, logs, storage):
+        d.mkdir(parents=True, exist_ok=True)
+    values: dict[str, object] = dict(ports(base))
+    values.update(
+        index_coord_port=ports(base)["index_node_port"],
+        etcd_log_level="info",
+        etcd_log_path=logs / "etcd.log",
+        etcd_data_dir=storage / "etcd.data",
+        local_storage_dir=storage,
+        rocksmq_data_dir=storage / "rocksmq",
+        system_log_path=logs,
+        server_pem_path="server.pem",
+        server_key_path="server.key",
+        ca_pem_path="ca.pem",
+        authorization_enabled="false",
+        tls_mode=0,
+    )
+    text = (pkg / "data" / "config.yaml.template").read_text(encoding="utf-8")
+    text = re.sub(
+        r"\{\{(.*?)\}\}", lambda m: str(values[re.split(r"[:(]", m.group(1).strip())[0]]), text
+    )
+    text = text.replace("endpoints: localhost:", "endpoints: 127.0.0.1:")
+    text = re.sub(r"(?m)^  ip:.*$", "  ip: 127.0.0.1", text)  # what components advertise
+    etcd_file = configs / "embedEtcd.yaml"
+    text = text.replace("\netcd:\n", f"\netcd:\n  config:\n    path: {etcd_file}\n", 1)
+    for key, value in OVERRIDES.items():
+        text = _set(text, key, value)
+    (configs / "milvus.yaml").write_text(text, encoding="utf-8")
+    (configs / "glog.conf").write_bytes((pkg / "data" / "glog.conf").read_bytes())
+    client = f"http://127.0.0.1:{ports(base)['etcd_port']}"
+    peer = f"http://127.0.0.1:{ports(base)['etcd_peer_port']}"
+    etcd_file.write_text(
+        "name: default\n"
+        f"listen-client-urls: {client}\nadvertise-client-urls: {client}\n"
+        f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+        f"initial-cluster: default={peer}\ninitial-cluster-state: new\n"
+        'auto-compaction-mode: revision\nauto-compaction-retention: "1000"\n'
+        f"log-outputs: [{logs / 'etcd.log'}]\n",
+        encoding="utf-8",
+    )
+    return configs
+
+
+def _set(text: str, dotted: str, value: str) -> str:
+    """Set ``section.key`` of a two-level YAML text (the template's shape)."""
+    section, key = dotted.split(".", 1)
+    head = re.search(rf"(?m)^{re.escape(section)}:\n", text)
+    if head is None:
+        return text + f"\n{section}:\n  {key}: {value}\n"
+    rest = re.search(r"(?m)^\S", text[head.end() :])
+    end = head.end() + (rest.start() if rest else len(text) - head.end())
+    body = text[head.end() : end]
+    line = rf"(?m)^  {re.escape(key)}:.*$"
+    body = (
+        re.sub(line, f"  {key}: {value}", body)
+        if re.search(line, body)
+        else f"  {key}: {value}\n" + body
+    )
+    return text[: head.end()] + body + text[end:]
+
+
+def unpack_binaries(bin_base: Path) -> Path:
+    """The server binaries, unpacked from the wheel once (246 MB; checked by md5)."""
+    import milvus
+
+    bin_base.mkdir(parents=True, exist_ok=True)
+    milvus._initialize_data_files(str(bin_base))  # idempotent
+    return bin_base / "bin"
+
+
+def run(data: Path, base: int, bin_base: Path, *, isolate: bool) -> None:
+    """Become the Milvus server (never returns)."""
+    configs = write_config(data, base)
+    bin_dir = unpack_binaries(bin_base)
+    exe = str(bin_dir / "milvus")
+    env = dict(os.environ)
+    env.update(
+        DEPLOY_MODE="STANDALONE",
+        METRICS_PORT=str(ports(base)["metrics_port"]),
+        MILVUSCONF=str(configs),
+        LD_LIBRARY_PATH=f"{bin_dir}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+    )
+    os.chdir(data)  # glog writes under ./logs
+    argv = [exe, "run", "standalone", "-alias", f"visionnet-{base}"]
+    sys.stdout.flush()
+    if isolate:
+        _run_isolated(exe, argv, env, [ports(base)["proxy_port"], ports(base)["metrics_port"]])
+    os.execve(exe, argv, env)
+
+
+def _run_isolated(exe: str, argv: list[str], env: dict[str, str], expose: list[int]) -> None:
+    """Run the server in a network namespace of its own; relay ``expose`` from 127.0.0.1."""
+    listeners = []
+    for port in expose:  # bound on the host before leaving its network
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(512)
+        sock.setblocking(False)
+        listeners.append((sock, port))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise IsolationError(
+            "cannot create a network namespace (needs root or CAP_SYS_ADMIN): Milvus 2.3.5 "
+            "would listen on all interfaces. Run as root, use Milvus Lite "
+            '(milvus.engine = "lite"), or accept the open ports with '
+            'milvus.server_isolation = "none".'
+        )
+    _loopback_up()
+    pid = os.fork()
+    if pid == 0:
+        for sock, _ in listeners:
+            sock.close()
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the server dies with its relay
+        os.execve(exe, argv, env)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda n, _f: os.kill(pid, n))
+    status = asyncio.run(_relay(pid, listeners))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+def _loopback_up() -> None:
+    """``ip link set lo up`` inside the new namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as d:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(d, 0x8913, request))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(d, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
+
+
+async def _relay(pid: int, listeners: list[tuple[socket.socket, int]]) -> int:
+    """Forward each host connection to the same port inside; return the server's wait status."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(262144):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def handler(port: int):  # type: ignore[no-untyped-def]
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                inner_r, inner_w = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(pipe(reader, inner_w), pipe(inner_r, writer))
+
+        return handle
+
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    def wait() -> None:
+        status = os.waitpid(pid, 0)[1]
+        loop.call_soon_threadsafe(done.set_result, status)
+
+    threading.Thread(target=wait, daemon=True).start()
+    for sock, port in listeners:
+        await asyncio.start_server(handler(port), sock=sock)
+    return await done
