@@ -33,8 +33,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import FINAL, Api, job_seconds
+from bench.images import images_under
 from bench.report import percentile, write_report
-from bench.stack import private_stack
+from bench.stack import free_port, private_stack
 from visionnet.core.redis_conn import connect
 
 PROGRAMS = {
@@ -127,6 +128,44 @@ def search_latencies(api: Api, ids: list[str], collection: str) -> tuple[list[fl
     return total, milvus
 
 
+def recall_at_10(uri: str, collection: str, query_ids: list[str], ef: int) -> dict[str, Any]:
+    """Milvus' top-10 against exact cosine search over every stored vector, and its latency."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=600)
+    client.load_collection(collection)
+    ids: list[str] = []
+    vectors: list[list[float]] = []
+    it = client.query_iterator(collection, batch_size=8192, output_fields=["id", "vector"])
+    while rows := it.next():
+        ids += [r["id"] for r in rows]
+        vectors += [r["vector"] for r in rows]
+    it.close()
+    matrix = np.asarray(vectors, dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    row_of = {v: i for i, v in enumerate(ids)}
+    hits, latencies = [], []
+    for qid in query_ids:
+        q = matrix[row_of[qid]]
+        exact = {ids[i] for i in np.argsort(-(matrix @ q))[:10]}
+        start = time.perf_counter()
+        found = client.search(
+            collection,
+            data=[q.tolist()],
+            limit=10,
+            search_params={"metric_type": "COSINE", "params": {"ef": ef}},
+        )[0]
+        latencies.append(time.perf_counter() - start)
+        hits.append(len(exact & {h["id"] for h in found}) / 10)
+    return {
+        "vectors": len(ids),
+        "queries": len(query_ids),
+        "ef": ef,
+        "recall_at_10": float(np.mean(hits)),
+        "search_call": summary(latencies),
+    }
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"p50_ms": statistics.median(values) * 1e3, "p95_ms": percentile(values, 0.95) * 1e3}
 
@@ -137,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-files", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--workdir", type=Path, help="Keep images and stack here.")
+    parser.add_argument(
+        "--real", type=Path, help="A folder of real photos, indexed too; recall queries from it."
+    )
+    parser.add_argument("--engine", choices=["lite", "server"], default="lite")
     parser.add_argument("--out", type=Path, default=Path("bench/results/large_job.json"))
     args = parser.parse_args(argv)
     console = Console()
@@ -144,15 +187,26 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.workdir or Path(tmp_name)
         start = time.perf_counter()
         main_dir, busy_dir = tmp / "images", tmp / "busy"
-        paths = make_images(main_dir, args.files, seed=1)
+        real = images_under(args.real) if args.real else []
+        if real:  # the real photos, linked into the job's folder
+            (main_dir / "real").mkdir(parents=True, exist_ok=True)
+            for n, photo in enumerate(real[: args.files]):
+                (main_dir / "real" / f"{n:06d}{photo.suffix}").symlink_to(photo.resolve())
+        paths = real[: args.files] + make_images(main_dir, args.files - len(real), seed=1)
         make_images(busy_dir, args.busy_files, seed=2)
-        made = args.files + args.busy_files
+        made = args.files - len(real) + args.busy_files
         console.print(f"made {made} JPEGs in {time.perf_counter() - start:.0f} s")
         rng = np.random.default_rng(0)
-        picks = rng.choice(len(paths), size=args.queries, replace=False)
+        pool = len(real) if real else len(paths)
+        picks = rng.choice(min(pool, len(paths)), size=args.queries, replace=False)
         ids = [hashlib.sha256(paths[i].read_bytes()).hexdigest() for i in picks]
         stack_dir = tmp / "stack"
-        with private_stack(stack_dir, [main_dir, busy_dir]) as base:
+        port = free_port()
+        env = {"VISIONNET_MILVUS__EMBEDDED_PORT": str(port)}
+        if args.engine == "server":
+            env |= {"VISIONNET_MILVUS__ENGINE": "server", "VISIONNET_MILVUS__DIRECT_WRITES": "true"}
+        roots = [main_dir, busy_dir, *([args.real] if args.real else [])]
+        with private_stack(stack_dir, roots, extra_env=env) as base:
             api = Api(base)
             sampler = MemorySampler(stack_dir)
             sampler.start()
@@ -163,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = job_seconds(job)
             search_latencies(api, ids[:5], "large")  # warm
             idle, idle_milvus = search_latencies(api, ids, "large")
+            recall = recall_at_10(f"http://127.0.0.1:{port}", "large", ids, ef=128)
             body = {"source": {"path": str(busy_dir)}, "collection": "busy"}
             busy_id = api.submit("index", json=body)
             time.sleep(3)  # planned, chunks queued, the model worker mid-chunk
@@ -173,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "command": "python -m bench.large_job " + " ".join(sys.argv[1:] if argv is None else argv),
         "files": args.files,
+        "real_photos": len(real),
+        "engine": args.engine,
+        "recall": recall,
         "index_job": {
             "seconds": seconds,
             "images_per_s": args.files / seconds,
@@ -191,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             "index_job_state_after_the_searches": still_running,
         },
     }
-    table = Table(title=f"{args.files:,}-file index job, then P5 (search by id, k 10)")
+    table = Table(
+        title=f"{args.files:,}-file index job ({args.engine}), then P5 (search by id, k 10)"
+    )
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("index job images/s", f"{report['index_job']['images_per_s']:.0f}")
@@ -206,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         p50, p95 = p5[key]["p50_ms"], p5[key]["p95_ms"]
         table.add_row(f"P5 {key} p50 / p95", f"{p50:.1f} / {p95:.1f} ms")
     table.add_row("second job state after the searches", str(still_running))
+    table.add_row("recall@10 vs exact (ef 128)", f"{recall['recall_at_10']:.3f}")
+    p50, p95 = recall["search_call"]["p50_ms"], recall["search_call"]["p95_ms"]
+    table.add_row("top-10 search call p50 / p95", f"{p50:.1f} / {p95:.1f} ms")
     console.print(table)
     write_report(args.out, report, console)
     return 0

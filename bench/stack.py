@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -34,8 +34,8 @@ def private_stack(
     env.update(
         VISIONNET_DATA_DIR=str(workdir / "data"),
         VISIONNET_ALLOWED_ROOTS="[" + ",".join(f'"{r.resolve()}"' for r in roots) + "]",
-        VISIONNET_WEB__PORT=str(_free_port()),
-        VISIONNET_MILVUS__EMBEDDED_PORT=str(_free_port()),
+        VISIONNET_WEB__PORT=str(free_port()),
+        VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
     if model_dir is not None:
