@@ -118,6 +118,9 @@ class ModelSettings(BaseModel):
 
 class JobSettings(BaseModel):
     chunk_size: int = Field(256, gt=0, description="Files per index chunk.")
+    plan_ahead_chunks: int = Field(
+        16, gt=0, description="Chunks an index planner queues per step of its walk."
+    )
     default_top_k: int = Field(5, gt=0, description="Default k for top-k and search.")
     max_top_k: int = Field(1000, gt=0, description="Largest k accepted.")
     max_errors_kept: int = Field(1000, ge=0, description="Per-file errors kept per job.")

@@ -134,3 +134,8 @@ def with_milvus(uri: str, call: Any, attempts: int = 5) -> Any:
             if client is not None:
                 client.close()
     raise AssertionError("unreachable")
+
+
+def counts(job: dict[str, Any]) -> dict[str, int]:
+    """A job's total, done and failed (its progress has rate, ETA and more besides)."""
+    return {k: job["progress"][k] for k in ("total", "done", "failed")}

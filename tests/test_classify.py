@@ -7,7 +7,7 @@ import json
 import requests
 
 from tests.conftest import Stack
-from tests.helpers import image_bytes, submit, wait_job, write_images
+from tests.helpers import counts, image_bytes, submit, wait_job, write_images
 
 
 def _labels(stack: Stack) -> set[str]:
@@ -30,7 +30,7 @@ def test_classify_uploads(stack: Stack) -> None:
     job = wait_job(stack.base, job_id)
     assert job["state"] == "succeeded", job
     assert job["type"] == "classify"
-    assert job["progress"] == {"total": 3, "done": 3, "failed": 0}
+    assert counts(job) == {"total": 3, "done": 3, "failed": 0}
     images = job["result"]["images"]
     assert [im["name"] for im in images] == ["pic0.png", "pic1.png", "pic2.png"]
     for im in images:

@@ -24,7 +24,15 @@ import requests
 from pymilvus import MilvusClient
 
 from tests.conftest import SUPERVISORCTL, stack_env, start_up, stop
-from tests.helpers import image_bytes, submit, wait_healthy, wait_job, with_milvus, write_images
+from tests.helpers import (
+    counts,
+    image_bytes,
+    submit,
+    wait_healthy,
+    wait_job,
+    with_milvus,
+    write_images,
+)
 from tests.tiny_model import build_tiny_model
 from visionnet.core.redis_conn import connect
 
@@ -201,7 +209,7 @@ def test_index_job_survives_a_killed_pool_process(fault_stack: FaultStack, role:
     result = job["result"]
     assert result["total"] == 97
     assert (result["indexed"], result["skipped"], result["failed"]) == (96, 0, 1)
-    assert job["progress"] == {"total": 97, "done": 97, "failed": 1}
+    assert counts(job) == {"total": 97, "done": 97, "failed": 1}
     assert fault_stack.count(collection) == 96
     assert fault_stack.pool_child(role).pid != victim.pid  # Celery started a new one
 
@@ -218,7 +226,7 @@ def test_classify_job_survives_a_killed_interactive_worker(fault_stack: FaultSta
     # Its unacknowledged message comes back after jobs.redelivery_timeout_s (15 s here).
     job = wait_job(fault_stack.base, job_id, timeout=300)
     assert job["state"] == "succeeded", job
-    assert job["progress"] == {"total": 40, "done": 40, "failed": 0}  # redelivered, counted once
+    assert counts(job) == {"total": 40, "done": 40, "failed": 0}  # redelivered, counted once
     assert [im["name"] for im in job["result"]["images"]] == [f"c{i}.png" for i in range(40)]
 
 
@@ -280,7 +288,7 @@ def assert_exact(stack: FaultStack, job: dict[str, Any], collection: str) -> Non
         0,
         1,
     )
-    assert job["progress"] == {"total": 97, "done": 97, "failed": 1}
+    assert counts(job) == {"total": 97, "done": 97, "failed": 1}
     assert stack.count(collection) == 96  # each good image once: no loss, no duplicate
 
 

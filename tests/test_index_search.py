@@ -11,7 +11,7 @@ import requests
 from pymilvus import MilvusClient
 
 from tests.conftest import Stack
-from tests.helpers import sha256_file, submit, wait_job, with_milvus, write_images
+from tests.helpers import counts, sha256_file, submit, wait_job, with_milvus, write_images
 
 
 @pytest.fixture(scope="module", params=["lite", "server"])
@@ -50,7 +50,7 @@ def test_index_stores_each_image_once(stack: Stack, indexed: dict[str, Any]) -> 
     assert result["total"] == 50
     assert result["indexed"] == 50
     assert result["skipped"] == 0 and result["failed"] == 0
-    assert indexed["first"]["progress"] == {"total": 50, "done": 50, "failed": 0}
+    assert counts(indexed["first"]) == {"total": 50, "done": 50, "failed": 0}
     assert _count(stack, "set50") == 50
     # Where the time went, per stage, summed over the job's chunks.
     stages = result["stage_seconds"]
@@ -223,3 +223,31 @@ def test_model_workers_warm_up_as_they_start(stack: Stack) -> None:
     assert "warmed up the classifier" not in bulk  # bulk work needs the embedder only
     store_log = logs / "store.log"  # no store writer where model workers write directly
     assert not store_log.exists() or "warmed up" not in store_log.read_text()
+
+
+def test_collections_are_listed_counted_and_dropped(stack: Stack) -> None:
+    folder = stack.root / "coll"
+    write_images(folder, range(8800, 8830), fmt="JPEG")
+    job = _index(stack, str(folder), "coll_drop")
+    _index(stack, str(folder), "coll_drop")  # again: nothing new, the count stays
+    listed = requests.get(f"{stack.base}/api/v1/collections", timeout=10).json()["collections"]
+    entry = next(c for c in listed if c["name"] == "coll_drop")
+    assert entry["count"] == job["result"]["indexed"] == 30 == _count(stack, "coll_drop")
+    assert entry["dim"] == 16 and entry["model"].startswith("local:") and entry["state"] == "ready"
+    one = requests.get(f"{stack.base}/api/v1/collections/coll_drop", timeout=10)
+    assert one.status_code == 200 and one.json() == entry
+    assert requests.get(f"{stack.base}/api/v1/collections/nope", timeout=10).status_code == 404
+    assert requests.get(f"{stack.base}/api/v1/collections/bad-name", timeout=10).status_code == 400
+    r = requests.delete(f"{stack.base}/api/v1/collections/coll_drop", timeout=10)
+    assert r.status_code == 202 and r.json()["state"] == "deleting"
+    deadline = time.monotonic() + 60
+    while requests.get(f"{stack.base}/api/v1/collections/coll_drop", timeout=10).status_code != 404:
+        assert time.monotonic() < deadline, "the collection was never dropped"
+        time.sleep(0.2)
+    assert not with_milvus(stack.milvus_uri, lambda c: c.has_collection("coll_drop"))
+    if stack.env.get("VISIONNET_MILVUS__ENGINE") != "server":
+        # Indexing into the name again starts from empty. (On the Milvus 2.3.5
+        # server, writes to a name re-created right after its drop failed with
+        # "can't find collection [old id]": a known gap, in the notes.)
+        again = _index(stack, str(folder), "coll_drop")
+        assert again["result"]["indexed"] == 30

@@ -26,6 +26,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "visionnet": (),
     "visionnet.cli": ("visionnet",),
     "visionnet.stack": ("visionnet",),
+    # The API client knows the API only; its CLI commands add the local settings.
+    "visionnet.client": (),
+    "visionnet.cli_client": ("visionnet.client", "visionnet.config"),
     "visionnet.config": ("visionnet.config",),
     "visionnet.core": CORE,
     "visionnet.web": ("visionnet.web", *CORE),

@@ -352,5 +352,14 @@ def train_demo(
     click.echo(f"saved to {out_dir}: {report['epochs_run']} epochs, {report['timings']}")
 
 
+def _add_client_commands() -> None:
+    from visionnet.cli_client import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_client_commands()
+
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from visionnet.core.jobs import FINAL_STATES, JobState, JobStore
+from visionnet.web.progress import eta_seconds, files_per_second
 
 
 def _iso(value: str | None) -> str | None:
@@ -15,7 +16,55 @@ def _iso(value: str | None) -> str | None:
     return datetime.fromtimestamp(float(value), tz=UTC).isoformat()
 
 
-def job_document(record: dict[str, str], jobs: JobStore) -> dict[str, Any]:
+def _float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _stages(record: dict[str, str]) -> dict[str, float]:
+    """Worker seconds per stage, summed over the chunks reported so far (stages overlap)."""
+    return {
+        key.removeprefix("stage_s:"): round(float(value), 3)
+        for key, value in sorted(record.items())
+        if key.startswith("stage_s:")
+    }
+
+
+def progress(record: dict[str, str], jobs: JobStore, *, live: bool = True) -> dict[str, Any]:
+    """Counts that only grow and end at total; files/s over the last minute and the ETA.
+
+    ``live`` reads the chunk reports' samples (one more Redis read); a list of
+    jobs gives the average rate since the start instead.
+    """
+    total, done = int(record.get("total", 0)), int(record.get("done", 0))
+    finished = _float(record.get("finished_at"))
+    samples = jobs.rate_samples(record["id"]) if live and finished is None else []
+    rate = files_per_second(samples, _float(record.get("started_at")), finished, done)
+    out: dict[str, Any] = {
+        "total": total,
+        "done": done,
+        "failed": int(record.get("failed", 0)),
+        "files_per_s": None if rate is None else round(rate, 2),
+        "eta_s": None
+        if finished is not None
+        else _round(eta_seconds(rate, total, done, planning=_planning(record))),
+    }
+    if record["type"] == "index":
+        out["indexed"] = int(record.get("indexed", 0))
+        out["skipped"] = int(record.get("skipped", 0))
+        out["stage_seconds"] = _stages(record)
+    return out
+
+
+def _planning(record: dict[str, str]) -> bool:
+    """An index job's total grows until its planner has walked the whole folder."""
+    return record["type"] == "index" and record.get("planned") != "1"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def job_document(record: dict[str, str], jobs: JobStore, *, live: bool = True) -> dict[str, Any]:
     state = JobState(record["state"])
     result: dict[str, Any] | None = json.loads(record["result"]) if "result" in record else None
     if record["type"] == "index" and state in FINAL_STATES:
@@ -30,21 +79,13 @@ def job_document(record: dict[str, str], jobs: JobStore) -> dict[str, Any]:
             "errors_truncated": failed > len(errors),
             "collection": json.loads(record["params"]).get("collection"),
             # Where the time went, summed over chunks (worker seconds, stages overlap).
-            "stage_seconds": {
-                key.removeprefix("stage_s:"): round(float(value), 3)
-                for key, value in sorted(record.items())
-                if key.startswith("stage_s:")
-            },
+            "stage_seconds": _stages(record),
         }
     return {
         "id": record["id"],
         "type": record["type"],
         "state": state.value,
-        "progress": {
-            "total": int(record.get("total", 0)),
-            "done": int(record.get("done", 0)),
-            "failed": int(record.get("failed", 0)),
-        },
+        "progress": progress(record, jobs, live=live),
         "result": result,
         "error": record.get("error"),
         "created_at": _iso(record.get("created_at")),

@@ -22,10 +22,31 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
+class RetryAccepted(JobAccepted):
+    retried: int = Field(..., description="Failed files the new job runs again.")
+    not_retried: list[dict[str, str]] = Field(
+        ..., description="Files that failed for good (not an image, corrupt), with the reason."
+    )
+    errors_truncated: bool = Field(
+        ..., description="More files failed than the job kept (jobs.max_errors_kept)."
+    )
+
+
 class Progress(BaseModel):
-    total: int
-    done: int
+    total: int = Field(
+        ..., description="Files (images) in the job; grows while an index job plans."
+    )
+    done: int = Field(..., description="Files finished, failed ones included; ends at total.")
     failed: int
+    files_per_s: float | None = Field(
+        None, description="Over the last minute while running; over the whole run once finished."
+    )
+    eta_s: float | None = Field(None, description="Seconds left at that rate (once planned).")
+    indexed: int | None = Field(None, description="Index jobs: new rows stored.")
+    skipped: int | None = Field(None, description="Index jobs: files already in the collection.")
+    stage_seconds: dict[str, float] | None = Field(
+        None, description="Index jobs: worker seconds per stage so far (stages overlap)."
+    )
 
 
 class JobView(BaseModel):
@@ -38,6 +59,20 @@ class JobView(BaseModel):
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
+
+
+class JobListQuery(BaseModel):
+    type: JobTypeName | None = Field(None, description="Only jobs of this type.")
+    state: JobState | None = Field(None, description="Only jobs in this state.")
+    limit: int = Field(50, ge=1, le=500, description="Most jobs in one page.")
+    cursor: str | None = Field(
+        None, pattern=r"^[0-9]+(\.[0-9]+)?$", description="next_cursor of the previous page."
+    )
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = Field(None, description="Pass as cursor for the next page.")
 
 
 class QueueHealth(BaseModel):

@@ -14,6 +14,7 @@ from flask import current_app
 
 from visionnet.config.settings import Settings
 from visionnet.core.blobs import BlobStore
+from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobStore
 from visionnet.core.queues import celery_config
 from visionnet.core.redis_conn import connect
@@ -26,6 +27,7 @@ class Services:
     settings: Settings
     jobs: JobStore
     blobs: BlobStore
+    collections: CollectionRegistry
     celery: Celery
 
     @classmethod
@@ -45,6 +47,7 @@ class Services:
             settings=settings,
             jobs=JobStore(connect(url, 3.0), settings.result_ttl_s, settings.jobs.max_errors_kept),
             blobs=BlobStore(connect(url, 3.0, decode=False), settings.result_ttl_s),
+            collections=CollectionRegistry(connect(url, 3.0)),
             celery=celery,
         )
 

@@ -19,6 +19,7 @@ from pymilvus import MilvusException
 
 from visionnet.config.settings import Settings, get_settings
 from visionnet.core.blobs import BlobStore
+from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.redis_conn import connect
 from visionnet.workers.vectorstore.milvus_store import VectorStore
@@ -43,6 +44,10 @@ class WorkerContext:
     def blobs(self) -> BlobStore:
         raw = connect(self.settings.effective_redis_url, decode=False)
         return BlobStore(raw, self.settings.result_ttl_s)
+
+    @cached_property
+    def collections(self) -> CollectionRegistry:
+        return CollectionRegistry(self._redis)
 
     @cached_property
     def staging(self) -> StagingArea:

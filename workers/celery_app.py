@@ -11,10 +11,10 @@ from celery import Celery
 
 from visionnet.config.settings import get_settings
 from visionnet.core.jobtypes import JOB_TYPES
-from visionnet.core.queues import STORE_TASKS_MODULE, celery_config
+from visionnet.core.queues import STORE_TASKS_MODULES, celery_config
 
 app = Celery(
     "visionnet",
-    include=[spec.handler_module for spec in JOB_TYPES.values()] + [STORE_TASKS_MODULE],
+    include=[spec.handler_module for spec in JOB_TYPES.values()] + list(STORE_TASKS_MODULES),
 )
 app.conf.update(celery_config(get_settings()))

@@ -54,6 +54,7 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
         if chunk.ids:
             try:
                 ctx.store.ensure_collection(chunk.collection, chunk.dim, chunk.model)
+                ctx.collections.created(chunk.collection, chunk.model, chunk.dim)
             except CollectionMismatchError as exc:
                 ctx.jobs.transition(chunk.job_id, JobState.FAILED, error=str(exc))
                 ctx.staging.remove(chunk.job_id, chunk.chunk_no)
@@ -96,7 +97,7 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
             errors=chunk.errors,
             stages=stages,
         )
-        ctx.jobs.record_chunk(chunk.job_id, report)
+        ctx.jobs.record_chunk(chunk.job_id, report, chunk.collection)
         ctx.staging.remove(chunk.job_id, chunk.chunk_no)
     stats = CommitStats(len(accepted), sum(len(r) for r in rows.values()), seconds)
     log.info(

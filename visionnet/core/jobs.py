@@ -19,9 +19,12 @@ from typing import Any
 
 import redis
 
+from visionnet.core.collections import PREFIX as COLLECTION_PREFIX
 from visionnet.core.jobtypes import job_type as job_type_spec
 
 PREFIX = "visionnet:job:"
+# Every job id, scored by creation time: the job list (pruned of expired records).
+INDEX = "visionnet:jobs"
 
 
 class JobState(StrEnum):
@@ -45,8 +48,15 @@ if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
   redis.call('HINCRBY', job, 'indexed', ARGV[2])
   redis.call('HINCRBY', job, 'skipped', ARGV[3])
   redis.call('HINCRBY', job, 'failed', ARGV[4])
-  redis.call('HINCRBY', job, 'done', ARGV[2] + ARGV[3] + ARGV[4])
+  local done_now = redis.call('HINCRBY', job, 'done', ARGV[2] + ARGV[3] + ARGV[4])
   redis.call('HINCRBY', job, 'chunks_done', 1)
+  -- The collection's row count moves with the chunk's report: once per chunk.
+  if #KEYS >= 6 and redis.call('EXISTS', KEYS[6]) == 1 then
+    redis.call('HINCRBY', KEYS[6], 'count', ARGV[2])
+  end
+  -- (time, done) samples, for the rate over the last minute and the ETA.
+  redis.call('RPUSH', KEYS[5], ARGV[5] .. ' ' .. done_now)
+  redis.call('LTRIM', KEYS[5], -256, -1)
   for stage, seconds in pairs(cjson.decode(ARGV[8])) do
     redis.call('HINCRBYFLOAT', job, 'stage_s:' .. stage, seconds)
   end
@@ -60,6 +70,7 @@ redis.call('EXPIRE', job, ttl)
 redis.call('EXPIRE', chunks, ttl)
 redis.call('EXPIRE', errs, ttl)
 redis.call('EXPIRE', KEYS[4], ttl)
+redis.call('EXPIRE', KEYS[5], ttl)
 if state ~= 'running' and state ~= 'queued' then return 0 end
 if redis.call('HGET', job, 'planned') ~= '1' then return 0 end
 local total = tonumber(redis.call('HGET', job, 'chunks_total') or '0')
@@ -133,6 +144,14 @@ return value
 
 DELIVERY_PREFIX = "visionnet:delivery:"
 
+# Per-file errors that no retry can change: the bytes themselves are the problem.
+PERMANENT_ERRORS = ("not an image format we read", "too many pixels", "corrupt image")
+
+
+def is_permanent(error: str) -> bool:
+    return error.startswith(PERMANENT_ERRORS)
+
+
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -201,8 +220,56 @@ class JobStore:
             },
         )
         pipe.expire(key, self._ttl)
+        pipe.zadd(INDEX, {job_id: float(_now())})
         pipe.execute()
         return job_id
+
+    def recent(
+        self,
+        *,
+        job_type: str | None = None,
+        state: JobState | None = None,
+        limit: int = 50,
+        before: float | None = None,
+    ) -> tuple[list[dict[str, str]], float | None]:
+        """Newest first, created before ``before``; returns records and the next cursor.
+
+        Filters apply to the records read, in pages of the index, so a rare
+        type or state costs a longer walk, never a wrong answer. Ids whose
+        record expired are dropped from the index on the way.
+        """
+        out: list[dict[str, str]] = []
+        high: str = f"({before!r}" if before is not None else "+inf"
+        while len(out) < limit:
+            page: list[tuple[str, float]] = self._r.zrevrangebyscore(  # type: ignore[assignment]
+                INDEX, high, "-inf", start=0, num=max(limit * 2, 64), withscores=True
+            )
+            if not page:
+                return out, None
+            pipe = self._r.pipeline()
+            for job_id, _ in page:
+                pipe.hgetall(self.key(job_id))
+            records = pipe.execute()
+            gone = [job_id for (job_id, _), rec in zip(page, records, strict=True) if not rec]
+            if gone:
+                self._r.zrem(INDEX, *gone)
+            for (_job_id, score), rec in zip(page, records, strict=True):
+                high = f"({score!r}"
+                if not rec:
+                    continue
+                if job_type and rec.get("type") != job_type:
+                    continue
+                if state and rec.get("state") != state.value:
+                    continue
+                out.append(rec)
+                if len(out) == limit:
+                    return out, score
+        return out, None
+
+    def rate_samples(self, job_id: str) -> list[tuple[float, int]]:
+        """(time, files done) after each chunk report, oldest first (the last 256)."""
+        raw: list[str] = self._r.lrange(self.key(job_id) + ":rate", 0, -1)  # type: ignore[assignment]
+        return [(float(t), int(d)) for t, d in (item.split() for item in raw)]
 
     def ping(self) -> bool:
         return bool(self._r.ping())
@@ -283,8 +350,8 @@ class JobStore:
         last = max(float(record.get(k) or 0) for k in ("started_at", "updated_at", "created_at"))
         return max(0.0, time.time() - last)
 
-    def record_chunk(self, job_id: str, report: ChunkReport) -> bool:
-        """Count one chunk once; True if this report finished the job."""
+    def record_chunk(self, job_id: str, report: ChunkReport, collection: str | None = None) -> bool:
+        """Count one chunk once, and its new rows into ``collection``; True if the job ended."""
         key = self.key(job_id)
         args: list[Any] = [
             report.chunk_no,
@@ -297,7 +364,10 @@ class JobStore:
             json.dumps(report.stages),
             *[json.dumps(e) for e in report.errors],
         ]
-        out = self._record_chunk(keys=[key, *self._aux_keys(job_id)], args=args)
+        keys = [key, *self._aux_keys(job_id)]
+        if collection:
+            keys.append(COLLECTION_PREFIX + collection)
+        out = self._record_chunk(keys=keys, args=args)
         return int(out) == 1
 
     def finish_planning(self, job_id: str) -> bool:
@@ -311,7 +381,8 @@ class JobStore:
         """Remove a job's record; workers that still hold its tasks find no record and stop."""
         key = self.key(job_id)
         self._r.delete(key, *self._aux_keys(job_id), key + ":claimed")
+        self._r.zrem(INDEX, job_id)
 
     def _aux_keys(self, job_id: str) -> list[str]:
         key = self.key(job_id)
-        return [key + ":chunks", key + ":errors", key + ":planned"]
+        return [key + ":chunks", key + ":errors", key + ":planned", key + ":rate"]

@@ -25,8 +25,13 @@ MODEL_WORKER_QUEUES = (MODELS_QUEUE, BULK_QUEUE)
 # Internal stages of an index job (the root task, ``visionnet.index``, plans them).
 EMBED_CHUNK = "visionnet.index.embed_chunk"
 WRITE_CHUNK = "visionnet.index.write_chunk"
+# Dropping a collection (a write: where the writes go).
+DROP_COLLECTION = "visionnet.collections.drop"
 # Where the store writer's tasks live; its queue has exactly one consumer.
-STORE_TASKS_MODULE = "visionnet.workers.store_writer.write_chunk"
+STORE_TASKS_MODULES = (
+    "visionnet.workers.store_writer.write_chunk",
+    "visionnet.workers.store_writer.collections",
+)
 
 
 def task_routes() -> dict[str, dict[str, str]]:
@@ -37,6 +42,7 @@ def task_routes() -> dict[str, dict[str, str]]:
     # Every write goes to one queue consumed by exactly one process: Milvus Lite
     # corrupts its log under concurrent writers.
     routes[WRITE_CHUNK] = {"queue": STORE_QUEUE}
+    routes[DROP_COLLECTION] = {"queue": STORE_QUEUE}
     return routes
 
 

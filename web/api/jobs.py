@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from visionnet.core.jobs import JobState, is_job_id
-from visionnet.web.api.common import ERRORS, api_blueprint
+from visionnet.core.jobs import FINAL_STATES, JobState, is_job_id, is_permanent, new_job_id
+from visionnet.core.jobtypes import job_type
+from visionnet.web.api.common import ERRORS, accepted, api_blueprint
 from visionnet.web.errors import APIError
 from visionnet.web.jobview import job_document
-from visionnet.web.schemas import ErrorBody, JobPath, JobView
+from visionnet.web.schemas import (
+    ErrorBody,
+    JobList,
+    JobListQuery,
+    JobPath,
+    JobView,
+    RetryAccepted,
+)
 from visionnet.web.services import services
 
 bp = api_blueprint("jobs", "jobs", "Poll and cancel jobs.")
@@ -39,6 +48,23 @@ def _fail_if_stalled(job_id: str, record: dict[str, str]) -> dict[str, str]:
         "that held it are gone; submit it again",
     )
     return svc.jobs.get(job_id) or record
+
+
+@bp.get(
+    "/jobs",
+    summary="Jobs, newest first, optionally of one type or state; paginated",
+    responses={200: JobList, **ERRORS},
+)
+def list_jobs(query: JobListQuery) -> Any:
+    svc = services()
+    before = float(query.cursor) if query.cursor else None
+    records, last = svc.jobs.recent(
+        job_type=query.type, state=query.state, limit=query.limit, before=before
+    )
+    return {
+        "jobs": [job_document(r, svc.jobs, live=False) for r in records],
+        "next_cursor": None if last is None else repr(last),
+    }
 
 
 @bp.get(
@@ -78,3 +104,40 @@ def delete_job(path: JobPath) -> Any:
     # Vectors already written stay in their collection; only the record goes.
     svc.jobs.delete(path.job_id)
     return "", 204
+
+
+@bp.post(
+    "/jobs/<job_id>/retry",
+    summary="A new index job over the failed files of a finished one",
+    responses={202: RetryAccepted, 404: ErrorBody, 409: ErrorBody, **ERRORS},
+)
+def retry_job(path: JobPath) -> Any:
+    """Files that failed for a reason a retry can change (unreadable, a worker died) run again;
+    files whose bytes are the problem (not an image, corrupt) are listed, not retried."""
+    svc = services()
+    record = _load(path.job_id)
+    if record["type"] != "index" or JobState(record["state"]) not in FINAL_STATES:
+        raise APIError(
+            409, "conflict", f"job {path.job_id!r} is not a finished index job: nothing to retry"
+        )
+    errors = svc.jobs.errors(path.job_id)
+    again = sorted({e["path"] for e in errors if not is_permanent(e["error"])})
+    permanent = [e for e in errors if is_permanent(e["error"])]
+    if not again:
+        raise APIError(
+            409,
+            "conflict",
+            f"job {path.job_id!r} has no failed files a retry could change "
+            f"({len(permanent)} failed for good: not images or corrupt)",
+        )
+    params = json.loads(record["params"])
+    job_id = new_job_id()
+    svc.jobs.create("index", {**params, "retry_of": path.job_id}, job_id=job_id)
+    svc.send(job_type("index").task, job_id, root="", params=params, paths=again)
+    body, status, headers = accepted(job_id)
+    body.update(
+        retried=len(again),
+        not_retried=permanent,
+        errors_truncated=int(record.get("failed", 0)) > len(errors),
+    )
+    return body, status, headers

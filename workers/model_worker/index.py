@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,36 +37,73 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name=job_type("index").task, base=ModelTask, bind=True, acks_late=True)
-def plan_index(self: ModelTask, *, job_id: str, root: str, params: dict[str, Any]) -> None:
+def plan_index(
+    self: ModelTask,
+    *,
+    job_id: str,
+    root: str,
+    params: dict[str, Any],
+    paths: list[str] | None = None,
+    after: str | None = None,
+    next_chunk: int = 0,
+) -> None:
+    """Walk ``root`` (or take ``paths``: a retry) and enqueue chunks, a step at a time.
+
+    Each step enqueues at most ``jobs.plan_ahead_chunks`` chunks and then itself
+    again, behind them, to go on from the last file (``after``). So a job of a
+    million files never has more than a step of chunks queued: other jobs'
+    chunks interleave with its own, a cancel stops the walk at the next step, and
+    the planner never holds the whole listing.
+    """
     collection = IndexParams.model_validate(params).collection
     ctx = self.ctx
-    if not ctx.jobs.start(job_id):
-        return
+    started = ctx.jobs.start(job_id) if next_chunk == 0 else ctx.jobs.is_active(job_id)
+    if not started:
+        return  # cancelled (or expired): no more walking
     settings = ctx.settings
-    files = iter_images(Path(root), settings.jobs.extensions)
-    for chunk_no, paths in enumerate(chunked(files, settings.jobs.chunk_size)):
-        if chunk_no % 64 == 0 and not ctx.jobs.is_active(job_id):
+    if paths is not None:
+        files: Iterator[str] = iter(paths[paths.index(after) + 1 :] if after else paths)
+    else:
+        files = iter_images(Path(root), settings.jobs.extensions, after=after)
+    step = settings.jobs.plan_ahead_chunks
+    last: str | None = None
+    for offset, chunk in enumerate(chunked(files, settings.jobs.chunk_size)):
+        if offset == step:
+            # More to walk: the next step waits behind the chunks just queued.
+            self.app.signature(
+                job_type("index").task,
+                kwargs={
+                    "job_id": job_id,
+                    "root": root,
+                    "params": params,
+                    "paths": paths,
+                    "after": last,
+                    "next_chunk": next_chunk + offset,
+                },
+            ).apply_async()
             return
-        # Count the chunk (once, however often the planner runs) before it can report back.
-        ctx.jobs.plan_chunk(job_id, chunk_no, len(paths))
-        embed = self.app.signature(
-            EMBED_CHUNK,
-            kwargs={
-                "job_id": job_id,
-                "chunk_no": chunk_no,
-                "paths": paths,
-                "collection": collection,
-            },
-        )
-        if settings.milvus.direct_writes:
-            embed.apply_async()  # a real Milvus server: the model worker writes itself
-            continue
-        write = self.app.signature(
-            WRITE_CHUNK,
-            kwargs={"job_id": job_id, "chunk_no": chunk_no, "collection": collection},
-        )
-        (embed | write).apply_async()
+        _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection)
+        last = chunk[-1]
     ctx.jobs.finish_planning(job_id)
+
+
+def _enqueue_chunk(
+    task: ModelTask, job_id: str, chunk_no: int, paths: list[str], collection: str
+) -> None:
+    # Count the chunk (once, however often the planner runs) before it can report back.
+    task.ctx.jobs.plan_chunk(job_id, chunk_no, len(paths))
+    embed = task.app.signature(
+        EMBED_CHUNK,
+        kwargs={"job_id": job_id, "chunk_no": chunk_no, "paths": paths, "collection": collection},
+    )
+    if task.ctx.settings.milvus.direct_writes:
+        embed.apply_async()  # a real Milvus server: the model worker writes itself
+        return
+    write = task.app.signature(
+        WRITE_CHUNK,
+        kwargs={"job_id": job_id, "chunk_no": chunk_no, "collection": collection},
+    )
+    (embed | write).apply_async()
 
 
 class EmbedChunkTask(ModelTask):

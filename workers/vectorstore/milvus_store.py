@@ -118,6 +118,12 @@ class VectorStore:
         self._verified[name] = (dim, model)
         log.info("created collection %s (%d-d, %s)", name, dim, model)
 
+    def drop_collection(self, name: str) -> None:
+        if self.has_collection(name):
+            self._client.drop_collection(name, timeout=self._timeout)
+        self._loaded.discard(name)
+        self._verified.pop(name, None)
+
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         if not ids or not self.has_collection(name):
             return set()

@@ -1,0 +1,66 @@
+"""The CLI against the live stack, as a user runs it: exit codes, tables and --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+from tests.conftest import VISIONNET, Stack
+from tests.helpers import free_port, write_images
+
+
+def cli(stack: Stack, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONNET_")}
+    env["VISIONNET_URL"] = url or stack.base
+    return subprocess.run(
+        [VISIONNET, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_index_wait_prints_the_final_counts_and_exits_0(stack: Stack) -> None:
+    folder = stack.root / "cli"
+    write_images(folder, range(9500, 9540), fmt="JPEG")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    out = cli(stack, "index", str(folder), "-c", "cli")
+    assert out.returncode == 0, out.stderr
+    assert "40 new, 0 already there" in out.stdout
+    assert "broken.jpg" in out.stdout  # the failed file, with its reason
+    again = cli(stack, "index", str(folder), "-c", "cli", "--json")
+    assert again.returncode == 0, again.stderr
+    job: dict[str, Any] = json.loads(again.stdout)
+    assert (job["result"]["indexed"], job["result"]["skipped"]) == (0, 40)
+
+    listed = json.loads(cli(stack, "jobs", "--type", "index", "--json").stdout)
+    assert listed["jobs"][0]["id"] == job["id"]
+    shown = cli(stack, "job", job["id"], "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == job["id"]
+    collections = json.loads(cli(stack, "collections", "--json").stdout)
+    assert {"name": "cli", "count": 40}.items() <= next(
+        c for c in collections if c["name"] == "cli"
+    ).items()
+
+
+def test_search_and_classify_print_results(stack: Stack) -> None:
+    folder = stack.root / "cli_q"
+    (query,) = write_images(folder, range(9600, 9601))
+    assert cli(stack, "index", str(folder), "-c", "cli_q", "--json").returncode == 0
+    found = cli(stack, "search", str(query), "-c", "cli_q", "-k", "1", "--json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["result"]["hits"][0]["path"] == str(query)
+    labels = cli(stack, "classify", str(query), "-k", "2")
+    assert labels.returncode == 0 and query.name in labels.stdout
+
+
+def test_exit_codes_tell_failure_from_success(stack: Stack) -> None:
+    folder = stack.root / "cli_x"
+    (query,) = write_images(folder, range(9700, 9701))
+    missing = cli(stack, "search", str(query), "-c", "no_such_collection")
+    assert missing.returncode == 1  # the job ran and failed
+    assert "does not exist" in missing.stdout
+    refused = cli(stack, "index", str(stack.outside), "-c", "x")
+    assert refused.returncode == 3, refused.stderr  # the API refused: outside the roots
+    assert "allowed roots" in refused.stderr or "outside" in refused.stderr
+    nobody = cli(stack, "jobs", url=f"http://127.0.0.1:{free_port()}")
+    assert nobody.returncode == 4 and "cannot reach" in nobody.stderr

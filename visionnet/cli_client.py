@@ -1,0 +1,289 @@
+"""The ``visionnet`` commands that talk to a running VisionNet over its HTTP API.
+
+Tables for people by default, ``--json`` for scripts. Exit status: 0 the job
+succeeded (or the request did), 1 the job failed or was cancelled, 3 the API
+refused the request, 4 the API could not be reached, 130 detached by Ctrl-C
+(the job goes on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from visionnet.client import FINAL_STATES, TOKEN_ENV, APIError, Client, Job
+
+EXIT_JOB_FAILED, EXIT_API_ERROR, EXIT_UNREACHABLE, EXIT_DETACHED = 1, 3, 4, 130
+URL_ENV = "VISIONNET_URL"
+console = Console(stderr=True)
+
+
+def _client(url: str | None) -> Client:
+    """The API at --url, $VISIONNET_URL, or this machine's configured web address."""
+    token = os.environ.get(TOKEN_ENV)
+    if url is None and os.environ.get(URL_ENV):
+        url = os.environ[URL_ENV]
+    if url is None or token is None:
+        from visionnet.config.settings import get_settings
+
+        web = get_settings().web
+        host = "127.0.0.1" if web.host in ("0.0.0.0", "::") else web.host
+        url = url or f"http://{host}:{web.port}"
+        token = token if token is not None else web.api_token
+    return Client(url, token=token)
+
+
+def url_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--url", default=None, help=f"API base URL (default ${URL_ENV} or local).")(
+        f
+    )
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def _run(call: Callable[[], int]) -> None:
+    """Run a command body; API errors become exit statuses with a readable message."""
+    try:
+        sys.exit(call())
+    except APIError as exc:
+        console.print(f"[red]error:[/red] {exc.message} (HTTP {exc.status} {exc.error})")
+        sys.exit(EXIT_API_ERROR)
+    except requests.ConnectionError as exc:
+        console.print(f"[red]error:[/red] cannot reach the VisionNet API: {exc}")
+        sys.exit(EXIT_UNREACHABLE)
+
+
+def _follow(client: Client, job_id: str, as_json: bool) -> int:
+    """Wait for a job with a live bar; Ctrl-C detaches and says how to re-attach."""
+    try:
+        job = client.wait(job_id) if as_json else _with_bar(client, job_id)
+    except KeyboardInterrupt:
+        console.print(f"detached; job {job_id} goes on. Re-attach: visionnet job {job_id} --wait")
+        return EXIT_DETACHED
+    _print_job(job, as_json)
+    return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
+
+
+def _with_bar(client: Client, job_id: str) -> Job:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("ETA {task.fields[eta]}"),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(job_id[:8], total=None, rate="", eta="-", failed=0)
+
+        def show(job: Job) -> None:
+            p = job["progress"]
+            rate = p.get("files_per_s")
+            eta = p.get("eta_s")
+            bar.update(
+                task,
+                total=p["total"] or None,
+                completed=p["done"],
+                description=f"{job['type']} {job['state']}",
+                rate=f"{rate:,.0f} img/s" if rate else "",
+                eta=f"{eta:,.0f}s" if eta is not None else "-",
+                failed=p["failed"],
+            )
+
+        return client.wait(job_id, on_progress=show)
+
+
+def _print_job(job: Job, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    p, result = job["progress"], job.get("result") or {}
+    table = Table(show_header=False, box=None)
+    table.add_row("job", job["id"])
+    table.add_row("type / state", f"{job['type']} / {job['state']}")
+    table.add_row("progress", f"{p['done']}/{p['total']} done, {p['failed']} failed")
+    if job["type"] == "index" and result:
+        table.add_row("stored", f"{result['indexed']} new, {result['skipped']} already there")
+        table.add_row("collection", str(result.get("collection")))
+    if job.get("error"):
+        table.add_row("error", f"[red]{job['error']}[/red]")
+    for err in result.get("errors", [])[:10]:
+        table.add_row("failed file", f"{err['path']}: {err['error']}")
+    if job["type"] == "classify" and result:
+        for image in result["images"]:
+            labels = ", ".join(f"{p['label']} {p['score']:.2f}" for p in image["predictions"])
+            table.add_row(image["name"], labels or image.get("error", ""))
+    if job["type"] == "search" and result:
+        for hit in result["hits"]:
+            table.add_row(f"{hit['score']:.3f}", hit["path"])
+    Console().print(table)
+
+
+@click.command("index")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--collection", "-c", required=True, help="Collection to index into.")
+@click.option("--wait/--no-wait", default=True, help="Follow the job with a progress bar.")
+@url_option
+@json_option
+def index_cmd(folder: Path, collection: str, wait: bool, url: str | None, as_json: bool) -> None:
+    """Index a folder (recursively; it must be under the server's allowed roots)."""
+
+    def body() -> int:
+        client = _client(url)
+        job_id = client.index(folder, collection)
+        if not wait:
+            click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
+            return 0
+        return _follow(client, job_id, as_json)
+
+    _run(body)
+
+
+@click.command("jobs")
+@click.option("--type", "job_type", default=None, help="Only this job type.")
+@click.option("--state", default=None, help="Only this state.")
+@click.option("--limit", default=20, show_default=True)
+@url_option
+@json_option
+def jobs_cmd(
+    job_type: str | None, state: str | None, limit: int, url: str | None, as_json: bool
+) -> None:
+    """List jobs, newest first."""
+
+    def body() -> int:
+        page = _client(url).jobs(type=job_type, state=state, limit=limit)
+        if as_json:
+            click.echo(json.dumps(page, indent=2))
+            return 0
+        table = Table("id", "type", "state", "progress", "created")
+        for job in page["jobs"]:
+            p = job["progress"]
+            table.add_row(
+                job["id"], job["type"], job["state"], f"{p['done']}/{p['total']}", job["created_at"]
+            )
+        Console().print(table)
+        return 0
+
+    _run(body)
+
+
+@click.command("job")
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Follow it with a progress bar until it ends.")
+@click.option("--cancel", is_flag=True, help="Cancel it.")
+@click.option("--retry", is_flag=True, help="Run its failed files again, as a new job.")
+@url_option
+@json_option
+def job_cmd(
+    job_id: str, wait: bool, cancel: bool, retry: bool, url: str | None, as_json: bool
+) -> None:
+    """Show one job (or wait for it, cancel it, or retry its failed files)."""
+
+    def body() -> int:
+        client = _client(url)
+        if retry:
+            accepted = client.retry(job_id)
+            for err in accepted["not_retried"]:
+                console.print(f"not retried (fails for good): {err['path']}: {err['error']}")
+            console.print(f"retrying {accepted['retried']} file(s) as job {accepted['job_id']}")
+            return _follow(client, accepted["job_id"], as_json) if wait else 0
+        if cancel:
+            job = client.cancel(job_id)
+        elif wait:
+            return _follow(client, job_id, as_json)
+        else:
+            job = client.job(job_id)
+        _print_job(job, as_json)
+        return EXIT_JOB_FAILED if job["state"] in FINAL_STATES - {"succeeded"} else 0
+
+    _run(body)
+
+
+@click.command("classify")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--top-k", "-k", type=int, default=None)
+@url_option
+@json_option
+def classify_cmd(
+    images: tuple[str, ...], top_k: int | None, url: str | None, as_json: bool
+) -> None:
+    """Classify image files (uploaded) and print their labels."""
+
+    def body() -> int:
+        client = _client(url)
+        job = client.wait(client.classify(list(images), top_k))
+        _print_job(job, as_json)
+        return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
+
+    _run(body)
+
+
+@click.command("search")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--collection", "-c", required=True)
+@click.option("-k", type=int, default=None, help="How many similar images.")
+@url_option
+@json_option
+def search_cmd(image: str, collection: str, k: int | None, url: str | None, as_json: bool) -> None:
+    """Find the images of a collection most similar to IMAGE (uploaded)."""
+
+    def body() -> int:
+        client = _client(url)
+        job = client.wait(client.search(image, collection, k))
+        _print_job(job, as_json)
+        return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
+
+    _run(body)
+
+
+@click.command("collections")
+@click.argument("action", required=False, type=click.Choice(["rm"]))
+@click.argument("name", required=False)
+@url_option
+@json_option
+def collections_cmd(action: str | None, name: str | None, url: str | None, as_json: bool) -> None:
+    """List collections, or `rm NAME` to drop one and its vectors."""
+
+    def body() -> int:
+        client = _client(url)
+        if action == "rm":
+            if not name:
+                raise click.UsageError("rm needs the collection's name")
+            entry = client.drop_collection(name)
+            click.echo(json.dumps(entry) if as_json else f"dropping {name}")
+            return 0
+        found = client.collections()
+        if as_json:
+            click.echo(json.dumps(found, indent=2))
+            return 0
+        table = Table("name", "images", "model", "dim", "created", "state")
+        for c in found:
+            table.add_row(
+                c["name"], str(c["count"]), c["model"], str(c["dim"]), c["created_at"], c["state"]
+            )
+        Console().print(table)
+        return 0
+
+    _run(body)
+
+
+COMMANDS = (index_cmd, jobs_cmd, job_cmd, classify_cmd, search_cmd, collections_cmd)

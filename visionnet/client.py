@@ -1,0 +1,153 @@
+"""A small typed client of VisionNet's HTTP API, for scripts and for the ``visionnet`` CLI.
+
+It knows the API only (no settings, no worker code), so it works against any
+VisionNet, local or remote::
+
+    from visionnet.client import Client
+    client = Client("http://127.0.0.1:8000")          # token: VISIONNET_API_TOKEN
+    job = client.wait(client.index("/data/photos", collection="photos"))
+    print(job["result"]["indexed"])
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import requests
+
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+TOKEN_ENV = "VISIONNET_API_TOKEN"
+Job = dict[str, Any]
+
+
+class APIError(RuntimeError):
+    """The API answered with an error: its HTTP status, error name and message."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {error}: {message}")
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+class Client:
+    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    # Submitting: each returns the new job's id at once (202).
+    def index(self, path: str | Path, collection: str) -> str:
+        body = {"source": {"path": str(Path(path).resolve())}, "collection": collection}
+        return self._submit("index", json=body)
+
+    def classify(self, images: Sequence[str | Path], top_k: int | None = None) -> str:
+        data = {} if top_k is None else {"top_k": str(top_k)}
+        return self._submit_files("classify", "files", images, data)
+
+    def search(self, image: str | Path, collection: str, k: int | None = None) -> str:
+        data = {"collection": collection, **({} if k is None else {"k": str(k)})}
+        return self._submit_files("search", "image", [image], data)
+
+    def search_by_id(self, image_id: str, collection: str, k: int | None = None) -> str:
+        body: dict[str, Any] = {"image_id": image_id, "collection": collection}
+        if k is not None:
+            body["k"] = k
+        return self._submit("search", json=body)
+
+    # Watching and managing jobs.
+    def job(self, job_id: str) -> Job:
+        job: Job = self._call("GET", f"/jobs/{job_id}")
+        return job
+
+    def jobs(
+        self,
+        *,
+        type: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        params = {"type": type, "state": state, "limit": limit, "cursor": cursor}
+        page: dict[str, Any] = self._call(
+            "GET", "/jobs", params={k: v for k, v in params.items() if v}
+        )
+        return page
+
+    def cancel(self, job_id: str) -> Job:
+        job: Job = self._call("POST", f"/jobs/{job_id}/cancel")
+        return job
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """A new index job over the failed files of a finished one: its id and what it retries."""
+        accepted: dict[str, Any] = self._call("POST", f"/jobs/{job_id}/retry")
+        return accepted
+
+    def delete(self, job_id: str) -> None:
+        self._call("DELETE", f"/jobs/{job_id}")
+
+    def collections(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/collections")["collections"]
+        return found
+
+    def drop_collection(self, name: str) -> dict[str, Any]:
+        """Ask the writer to drop ``name`` and its vectors (done shortly after)."""
+        entry: dict[str, Any] = self._call("DELETE", f"/collections/{name}")
+        return entry
+
+    def health(self) -> dict[str, Any]:
+        r = self.session.get(f"{self.base_url}/api/v1/health", timeout=self.timeout_s)
+        body: dict[str, Any] = r.json()
+        return body
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        poll_s: float = 0.5,
+        timeout_s: float | None = None,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job is final; ``on_progress`` sees every poll."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = min(0.05, poll_s)
+        while True:
+            job = self.job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job["state"] in FINAL_STATES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout_s} s")
+            time.sleep(delay)
+            delay = min(delay * 2, poll_s)
+
+    def _submit(self, endpoint: str, **kw: Any) -> str:
+        return str(self._call("POST", f"/{endpoint}", **kw)["job_id"])
+
+    def _submit_files(
+        self, endpoint: str, field: str, paths: Sequence[str | Path], data: dict[str, str]
+    ) -> str:
+        with ExitStack() as stack:
+            files = [(field, (Path(p).name, stack.enter_context(open(p, "rb")))) for p in paths]
+            return self._submit(endpoint, files=files, data=data)
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.session.request(
+            method, f"{self.base_url}/api/v1{path}", timeout=self.timeout_s, **kw
+        )
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                raise APIError(r.status_code, body.get("error", "error"), body.get("message", ""))
+            except ValueError:
+                raise APIError(r.status_code, "error", r.text[:500]) from None
+        return r.json() if r.content else None

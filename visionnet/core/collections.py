@@ -1,0 +1,62 @@
+"""What each collection holds, kept in Redis beside the job records.
+
+The web never opens the vector store, so the collection list it serves comes
+from here: the writer (the store writer, or a model worker writing directly)
+records a collection when it creates it, each chunk's report adds its new
+rows to the count (in the same atomic step that counts the chunk, so once);
+dropping a collection is a task for the writer, and the entry goes with it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+PREFIX = "visionnet:collection:"
+INDEX = "visionnet:collections"
+
+
+class CollectionRegistry:
+    def __init__(self, client: Any) -> None:
+        self._r = client  # decode_responses=True
+
+    def created(self, name: str, model: str, dim: int) -> None:
+        """Record a collection the writer made (or found); keeps the first creation time."""
+        key = PREFIX + name
+        pipe = self._r.pipeline()
+        pipe.hsetnx(key, "created_at", str(time.time()))
+        pipe.hset(key, mapping={"name": name, "model": model, "dim": dim})
+        pipe.hsetnx(key, "count", 0)
+        pipe.sadd(INDEX, name)
+        pipe.execute()
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        raw: dict[str, str] = self._r.hgetall(PREFIX + name)
+        if not raw:
+            return None
+        return {
+            "name": raw["name"],
+            "count": int(raw.get("count", 0)),
+            "model": raw.get("model", ""),
+            "dim": int(raw.get("dim", 0)),
+            "created_at": float(raw.get("created_at", 0)),
+            "state": raw.get("state", "ready"),
+        }
+
+    def all(self) -> list[dict[str, Any]]:
+        names = sorted(self._r.smembers(INDEX))
+        found = [self.get(n) for n in names]
+        return [c for c in found if c is not None]
+
+    def mark_deleting(self, name: str) -> bool:
+        """True if the collection is known (and now marked as being deleted)."""
+        if not self._r.exists(PREFIX + name):
+            return False
+        self._r.hset(PREFIX + name, "state", "deleting")
+        return True
+
+    def forget(self, name: str) -> None:
+        pipe = self._r.pipeline()
+        pipe.delete(PREFIX + name)
+        pipe.srem(INDEX, name)
+        pipe.execute()

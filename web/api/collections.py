@@ -1,0 +1,73 @@
+"""Collections: what each holds (from the registry in Redis), and dropping one (a writer's task)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from visionnet.core.jobtypes import COLLECTION_PATTERN
+from visionnet.core.queues import BULK_QUEUE, DROP_COLLECTION, STORE_QUEUE
+from visionnet.web.api.common import ERRORS, api_blueprint
+from visionnet.web.errors import APIError
+from visionnet.web.schemas import ErrorBody
+from visionnet.web.services import services
+
+bp = api_blueprint("collections", "collections", "Collections of indexed images.")
+
+
+class CollectionPath(BaseModel):
+    name: str = Field(..., pattern=COLLECTION_PATTERN, description="Collection name.")
+
+
+class CollectionView(BaseModel):
+    name: str
+    count: int = Field(..., description="Images stored through VisionNet's index jobs.")
+    model: str = Field(..., description="The embedder whose vectors it holds.")
+    dim: int
+    created_at: str
+    state: str = Field(..., description="ready, or deleting while the writer drops it.")
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionView]
+
+
+def _view(entry: dict[str, Any]) -> dict[str, Any]:
+    created = datetime.fromtimestamp(entry["created_at"], tz=UTC).isoformat()
+    return {**entry, "created_at": created}
+
+
+@bp.get("/collections", summary="Every collection", responses={200: CollectionList, **ERRORS})
+def list_collections() -> Any:
+    return {"collections": [_view(c) for c in services().collections.all()]}
+
+
+@bp.get(
+    "/collections/<name>",
+    summary="One collection",
+    responses={200: CollectionView, 404: ErrorBody, **ERRORS},
+)
+def get_collection(path: CollectionPath) -> Any:
+    entry = services().collections.get(path.name)
+    if entry is None:
+        raise APIError(404, "not_found", f"no collection named {path.name!r}")
+    return _view(entry)
+
+
+@bp.delete(
+    "/collections/<name>",
+    summary="Drop a collection and its vectors (done by the writer; 202 at once)",
+    responses={202: CollectionView, 404: ErrorBody, **ERRORS},
+)
+def delete_collection(path: CollectionPath) -> Any:
+    svc = services()
+    if not svc.collections.mark_deleting(path.name):
+        raise APIError(404, "not_found", f"no collection named {path.name!r}")
+    # A write: the single store writer with Milvus Lite; any model worker otherwise.
+    queue = BULK_QUEUE if svc.settings.milvus.direct_writes else STORE_QUEUE
+    svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name}, queue=queue)
+    entry = svc.collections.get(path.name)
+    return _view(entry or {"name": path.name, "count": 0, "model": "", "dim": 0,
+                           "created_at": 0.0, "state": "deleting"}), 202  # fmt: skip
