@@ -41,6 +41,7 @@ from visionnet.core.redis_conn import connect
 PROGRAMS = {
     "redis-server": "redis",
     "milvus-lite": "milvus",
+    "visionnet milvus-server": "milvus",
     "worker models": "models",
     "worker store": "store",
     "worker interactive": "interactive",

@@ -48,12 +48,12 @@ class CollectionRegistry:
         found = [self.get(n) for n in names]
         return [c for c in found if c is not None]
 
-    def mark_deleting(self, name: str) -> bool:
-        """True if the collection is known (and now marked as being deleted)."""
+    def mark_deleting(self, name: str) -> dict[str, Any] | None:
+        """Mark a known collection as being deleted; its entry, or None if unknown."""
         if not self._r.exists(PREFIX + name):
-            return False
+            return None
         self._r.hset(PREFIX + name, "state", "deleting")
-        return True
+        return self.get(name)
 
     def forget(self, name: str) -> None:
         pipe = self._r.pipeline()

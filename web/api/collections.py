@@ -63,11 +63,10 @@ def get_collection(path: CollectionPath) -> Any:
 )
 def delete_collection(path: CollectionPath) -> Any:
     svc = services()
-    if not svc.collections.mark_deleting(path.name):
+    entry = svc.collections.mark_deleting(path.name)
+    if entry is None:
         raise APIError(404, "not_found", f"no collection named {path.name!r}")
     # A write: the single store writer with Milvus Lite; any model worker otherwise.
     queue = BULK_QUEUE if svc.settings.milvus.direct_writes else STORE_QUEUE
     svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name}, queue=queue)
-    entry = svc.collections.get(path.name)
-    return _view(entry or {"name": path.name, "count": 0, "model": "", "dim": 0,
-                           "created_at": 0.0, "state": "deleting"}), 202  # fmt: skip
+    return _view(entry), 202
