@@ -41,7 +41,8 @@ def _view(entry: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/collections", summary="Every collection", responses={200: CollectionList, **ERRORS})
 def list_collections() -> Any:
-    return {"collections": [_view(c) for c in services().collections.all()]}
+    found = services().collections.all()
+    return {"collections": [_view(c) for c in found if c["state"] != "deleting"]}
 
 
 @bp.get(
@@ -51,7 +52,8 @@ def list_collections() -> Any:
 )
 def get_collection(path: CollectionPath) -> Any:
     entry = services().collections.get(path.name)
-    if entry is None:
+    # Once deleted it is gone for the API, while the writer drops it behind.
+    if entry is None or entry["state"] == "deleting":
         raise APIError(404, "not_found", f"no collection named {path.name!r}")
     return _view(entry)
 
