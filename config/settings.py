@@ -136,6 +136,9 @@ class JobSettings(BaseModel):
         3, gt=0, description="Runs of one task whose process died before it is given up."
     )
     extensions: list[str] = Field(..., description="Image file extensions indexed.")
+    classify_while_indexing: bool = Field(
+        False, description="Index jobs also store each image's top label (one more pass)."
+    )
 
 
 class StackSettings(BaseModel):

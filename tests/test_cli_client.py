@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import VISIONNET, Stack
@@ -51,6 +52,29 @@ def test_search_and_classify_print_results(stack: Stack) -> None:
     assert json.loads(found.stdout)["result"]["hits"][0]["path"] == str(query)
     labels = cli(stack, "classify", str(query), "-k", "2")
     assert labels.returncode == 0 and query.name in labels.stdout
+
+
+def test_filtered_search_and_export(stack: Stack, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    folder = stack.root / "cli_f"
+    (query,) = write_images(folder / "a", range(9650, 9651))
+    write_images(folder / "b", range(9651, 9655))
+    assert cli(stack, "index", str(folder), "-c", "cli_f", "--json").returncode == 0
+    only_b = f"path_prefix={folder / 'b'}/"
+    found = cli(stack, "search", str(query), "-c", "cli_f", "--filter", only_b, "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)["result"]["hits"]
+    assert len(hits) == 4 and all(h["path"].startswith(str(folder / "b")) for h in hits)
+    table = cli(stack, "search", str(query), "-c", "cli_f", "--filter", "min_width=1")
+    assert table.returncode == 0 and "48x40" in table.stdout  # the sizes are shown
+    bad = cli(stack, "search", str(query), "-c", "cli_f", "--filter", "colour=red")
+    assert bad.returncode == 2 and "colour=red" in bad.stderr  # a usage error
+
+    out = tmp_path / "cli_f.parquet"
+    exported = cli(stack, "export", "cli_f", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert pq.read_table(out).num_rows == 5
 
 
 def test_exit_codes_tell_failure_from_success(stack: Stack) -> None:

@@ -134,7 +134,13 @@ def _print_job(job: Job, as_json: bool) -> None:
             table.add_row(image["name"], labels or image.get("error", ""))
     if job["type"] == "search" and result:
         for hit in result["hits"]:
-            table.add_row(f"{hit['score']:.3f}", hit["path"])
+            size = f"  {hit['width']}x{hit['height']}" if hit.get("width") else ""
+            label = f"  [{hit['label']}]" if hit.get("label") else ""
+            table.add_row(f"{hit['score']:.3f}", f"{hit['path']}{size}{label}")
+    if job["type"] == "delete" and result:
+        table.add_row("deleted", f"{result['deleted']} from {result['collection']}")
+    if job["type"] == "export" and result:
+        table.add_row("exported", f"{result['rows']} rows, {result['bytes']:,} bytes")
     Console().print(table)
 
 
@@ -237,18 +243,58 @@ def classify_cmd(
     _run(body)
 
 
+FILTERS = (
+    "path_prefix",
+    "min_width",
+    "max_width",
+    "min_height",
+    "max_height",
+    "indexed_after",
+    "indexed_before",
+    "label",
+)
+
+
+def _filters(given: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep or name not in FILTERS:
+            raise click.BadParameter(
+                f"{item!r}: give NAME=VALUE, NAME one of {', '.join(FILTERS)}",
+                param_hint="--filter",
+            )
+        found[name] = value
+    return found
+
+
 @click.command("search")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("--collection", "-c", required=True)
 @click.option("-k", type=int, default=None, help="How many similar images.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Only rows matching (repeatable): " + ", ".join(FILTERS) + ".",
+)
 @url_option
 @json_option
-def search_cmd(image: str, collection: str, k: int | None, url: str | None, as_json: bool) -> None:
+def search_cmd(
+    image: str,
+    collection: str,
+    k: int | None,
+    filters: tuple[str, ...],
+    url: str | None,
+    as_json: bool,
+) -> None:
     """Find the images of a collection most similar to IMAGE (uploaded)."""
+    chosen = _filters(filters)
 
     def body() -> int:
         client = _client(url)
-        job = client.wait(client.search(image, collection, k))
+        job = client.wait(client.search(image, collection, k, chosen))
         _print_job(job, as_json)
         return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
 
@@ -286,4 +332,34 @@ def collections_cmd(action: str | None, name: str | None, url: str | None, as_js
     _run(body)
 
 
-COMMANDS = (index_cmd, jobs_cmd, job_cmd, classify_cmd, search_cmd, collections_cmd)
+@click.command("export")
+@click.argument("collection")
+@click.argument("out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@url_option
+@json_option
+def export_cmd(collection: str, out: Path, url: str | None, as_json: bool) -> None:
+    """Write COLLECTION's ids, metadata and vectors to OUT (a Parquet file)."""
+
+    def body() -> int:
+        client = _client(url)
+        job_id = client.export(collection)
+        status = _follow(client, job_id, as_json)
+        if status != 0:
+            return status
+        written = client.download(job_id, out)
+        if not as_json:
+            console.print(f"wrote {written:,} bytes to {out}")
+        return 0
+
+    _run(body)
+
+
+COMMANDS = (
+    index_cmd,
+    jobs_cmd,
+    job_cmd,
+    classify_cmd,
+    search_cmd,
+    collections_cmd,
+    export_cmd,
+)

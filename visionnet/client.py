@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 
@@ -53,15 +53,60 @@ class Client:
         data = {} if top_k is None else {"top_k": str(top_k)}
         return self._submit_files("classify", "files", images, data)
 
-    def search(self, image: str | Path, collection: str, k: int | None = None) -> str:
+    def search(
+        self,
+        image: str | Path,
+        collection: str,
+        k: int | None = None,
+        filters: Mapping[str, str | int] | None = None,
+    ) -> str:
+        """``filters``: path_prefix, min_width, max_width, min_height, max_height,
+        indexed_after, indexed_before (Unix seconds), label."""
         data = {"collection": collection, **({} if k is None else {"k": str(k)})}
+        data.update({name: str(value) for name, value in (filters or {}).items()})
         return self._submit_files("search", "image", [image], data)
 
-    def search_by_id(self, image_id: str, collection: str, k: int | None = None) -> str:
-        body: dict[str, Any] = {"image_id": image_id, "collection": collection}
+    def search_by_id(
+        self,
+        image_id: str,
+        collection: str,
+        k: int | None = None,
+        filters: Mapping[str, str | int] | None = None,
+    ) -> str:
+        body: dict[str, Any] = {"image_id": image_id, "collection": collection, **(filters or {})}
         if k is not None:
             body["k"] = k
         return self._submit("search", json=body)
+
+    def delete_images(
+        self, collection: str, *, ids: Sequence[str] | None = None, path_prefix: str | None = None
+    ) -> str:
+        """Delete stored images by id or by path prefix (one of the two): a job."""
+        body: dict[str, Any] = {"collection": collection}
+        body.update({"ids": list(ids)} if ids is not None else {"path_prefix": path_prefix})
+        return self._submit("delete", json=body)
+
+    def export(self, collection: str) -> str:
+        """A job that writes the collection to a Parquet file; fetch it with ``download``."""
+        return self._submit("export", json={"collection": collection})
+
+    def download(self, job_id: str, out: str | Path, chunk_bytes: int = 1 << 20) -> int:
+        """Stream a finished export job's file to ``out``; the bytes written."""
+        url = f"{self.base_url}/api/v1/jobs/{job_id}/export"
+        with self.session.get(url, stream=True, timeout=self.timeout_s) as r:
+            if r.status_code >= 400:
+                self._raise(r)
+            written = 0
+            with open(out, "wb") as fh:
+                for block in r.iter_content(chunk_bytes):
+                    written += fh.write(block)
+        return written
+
+    def image(self, image_id: str, collection: str | None = None) -> dict[str, Any]:
+        """What is stored about one image: path, size, width, height, indexed time, label."""
+        params = {"collection": collection} if collection else {}
+        found: dict[str, Any] = self._call("GET", f"/images/{image_id}", params=params)
+        return found
 
     # Watching and managing jobs.
     def job(self, job_id: str) -> Job:
@@ -145,9 +190,13 @@ class Client:
             method, f"{self.base_url}/api/v1{path}", timeout=self.timeout_s, **kw
         )
         if r.status_code >= 400:
-            try:
-                body = r.json()
-                raise APIError(r.status_code, body.get("error", "error"), body.get("message", ""))
-            except ValueError:
-                raise APIError(r.status_code, "error", r.text[:500]) from None
+            self._raise(r)
         return r.json() if r.content else None
+
+    @staticmethod
+    def _raise(r: requests.Response) -> NoReturn:
+        try:
+            body = r.json()
+        except ValueError:
+            raise APIError(r.status_code, "error", r.text[:500]) from None
+        raise APIError(r.status_code, body.get("error", "error"), body.get("message", ""))

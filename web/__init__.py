@@ -12,7 +12,7 @@ from flask import render_template
 from flask_openapi3 import Info, OpenAPI
 
 from visionnet.config.settings import Settings, get_settings
-from visionnet.web.api import collections, health, jobs, submit
+from visionnet.web.api import collections, health, images, jobs, submit
 from visionnet.web.errors import register_error_handlers, validation_error_response
 from visionnet.web.services import EXTENSION_KEY, Services
 
@@ -33,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     app.config.update(test_config)
     app.extensions[EXTENSION_KEY] = Services.build(settings)
     register_error_handlers(app)
-    for module in (submit, jobs, collections, health):
+    for module in (submit, jobs, collections, images, health):
         app.register_api(module.bp)
 
     @app.get("/", doc_ui=False)

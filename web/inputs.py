@@ -73,8 +73,24 @@ def query_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
     )
 
 
+def selection_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    ids: list[str] | None = getattr(req, "ids", None)
+    prefix: str | None = getattr(req, "path_prefix", None)
+    if (ids is None) == (prefix is None):
+        raise APIError(400, "bad_request", "give either ids or path_prefix")
+    if ids is not None:
+        return JobInput(len(ids), {"ids": sorted(set(ids))})
+    return JobInput(0, {"path_prefix": prefix})  # the writer counts the matches
+
+
+def collection_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    return JobInput(0, {})  # the worker counts the rows
+
+
 INPUTS: dict[InputKind, Callable[[Services, str, BaseModel], JobInput]] = {
     InputKind.IMAGES: images_input,
     InputKind.FOLDER: folder_input,
     InputKind.QUERY: query_input,
+    InputKind.SELECTION: selection_input,
+    InputKind.COLLECTION: collection_input,
 }

@@ -52,7 +52,17 @@ def progress(record: dict[str, str], jobs: JobStore, *, live: bool = True) -> di
         out["indexed"] = int(record.get("indexed", 0))
         out["skipped"] = int(record.get("skipped", 0))
         out["stage_seconds"] = _stages(record)
+        out["workers"] = _workers(record)
     return out
+
+
+def _workers(record: dict[str, str]) -> dict[str, int]:
+    """Chunks embedded so far per worker node (several hosts can share one job)."""
+    return {
+        key.removeprefix("worker:"): int(value)
+        for key, value in sorted(record.items())
+        if key.startswith("worker:")
+    }
 
 
 def _planning(record: dict[str, str]) -> bool:
@@ -80,6 +90,7 @@ def job_document(record: dict[str, str], jobs: JobStore, *, live: bool = True) -
             "collection": json.loads(record["params"]).get("collection"),
             # Where the time went, summed over chunks (worker seconds, stages overlap).
             "stage_seconds": _stages(record),
+            "workers": _workers(record),
         }
     return {
         "id": record["id"],

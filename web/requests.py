@@ -71,6 +71,25 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
         },
         FileField("image", many=False),
     ),
+    InputKind.SELECTION: (
+        {
+            "ids": (
+                list[Annotated[str, Field(pattern=IMAGE_ID_PATTERN)]] | None,
+                Field(None, min_length=1, max_length=10000, description="Image ids."),
+            ),
+            "path_prefix": (
+                str | None,
+                Field(
+                    None,
+                    pattern=r"^/[^\\\u0000]*$",
+                    max_length=4096,
+                    description="Every image whose stored path starts with this (absolute).",
+                ),
+            ),
+        },
+        None,
+    ),
+    InputKind.COLLECTION: ({}, None),
 }
 _FILE_DESCRIPTIONS = {"files": "One or more image files.", "image": "Query image."}
 

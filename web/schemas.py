@@ -47,6 +47,9 @@ class Progress(BaseModel):
     stage_seconds: dict[str, float] | None = Field(
         None, description="Index jobs: worker seconds per stage so far (stages overlap)."
     )
+    workers: dict[str, int] | None = Field(
+        None, description="Index jobs: chunks embedded so far per worker node (name@host)."
+    )
 
 
 class JobView(BaseModel):

@@ -14,6 +14,7 @@ from flask import current_app
 
 from visionnet.config.settings import Settings
 from visionnet.core.blobs import BlobStore
+from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobStore
 from visionnet.core.queues import celery_config
@@ -28,6 +29,7 @@ class Services:
     jobs: JobStore
     blobs: BlobStore
     collections: CollectionRegistry
+    catalog: Catalog
     celery: Celery
 
     @classmethod
@@ -48,6 +50,7 @@ class Services:
             jobs=JobStore(connect(url, 3.0), settings.result_ttl_s, settings.jobs.max_errors_kept),
             blobs=BlobStore(connect(url, 3.0, decode=False), settings.result_ttl_s),
             collections=CollectionRegistry(connect(url, 3.0)),
+            catalog=Catalog(connect(url, 3.0)),
             celery=celery,
         )
 

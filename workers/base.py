@@ -19,6 +19,7 @@ from pymilvus import MilvusException
 
 from visionnet.config.settings import Settings, get_settings
 from visionnet.core.blobs import BlobStore
+from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.redis_conn import connect
@@ -48,6 +49,10 @@ class WorkerContext:
     @cached_property
     def collections(self) -> CollectionRegistry:
         return CollectionRegistry(self._redis)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self._redis)
 
     @cached_property
     def staging(self) -> StagingArea:

@@ -15,6 +15,10 @@ from visionnet.core.queues import STORE_TASKS_MODULES, celery_config
 
 app = Celery(
     "visionnet",
-    include=[spec.handler_module for spec in JOB_TYPES.values()] + list(STORE_TASKS_MODULES),
+    include=list(
+        dict.fromkeys(
+            [spec.handler_module for spec in JOB_TYPES.values()] + list(STORE_TASKS_MODULES)
+        )
+    ),
 )
 app.conf.update(celery_config(get_settings()))

@@ -68,19 +68,20 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
             Row(
                 id=cid,
                 vector=chunk.vectors[i].tolist(),
-                path=chunk.paths[i],
-                size=chunk.sizes[i],
                 model=chunk.model,
                 indexed_at=now,
+                **chunk.metadata(i),
             )
             for i, cid in enumerate(chunk.ids)
             if cid in decided
         )
         accepted.append(chunk)
 
-    # 2. One upsert and (embedded store) one flush per collection for the whole group.
+    # 2. One upsert and (embedded store) one flush per collection for the whole group,
+    # then the same rows into the catalog the web reads.
     for collection, collection_rows in rows.items():
         ctx.store.upsert(collection, collection_rows, flush=flush)
+        ctx.catalog.put(collection, {r.id: r.as_dict() for r in collection_rows})
     seconds = time.perf_counter() - start
 
     # 3. Report each chunk, with its share of the commit time, then drop its staged data.
@@ -96,8 +97,9 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
             failed=len(chunk.errors),
             errors=chunk.errors,
             stages=stages,
+            worker=chunk.worker,
         )
-        ctx.jobs.record_chunk(chunk.job_id, report, chunk.collection)
+        ctx.jobs.record_chunk(chunk.job_id, report)
         ctx.staging.remove(chunk.job_id, chunk.chunk_no)
     stats = CommitStats(len(accepted), sum(len(r) for r in rows.values()), seconds)
     log.info(

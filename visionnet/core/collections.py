@@ -2,15 +2,18 @@
 
 The web never opens the vector store, so the collection list it serves comes
 from here: the writer (the store writer, or a model worker writing directly)
-records a collection when it creates it, each chunk's report adds its new
-rows to the count (in the same atomic step that counts the chunk, so once);
-dropping a collection is a task for the writer, and the entry goes with it.
+records a collection when it creates it; its count is the number of images
+in the catalog (``visionnet.core.catalog``), which the writer keeps with every
+commit and delete. Dropping a collection is a task for the writer, and the
+entry goes with it.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from visionnet.core.catalog import Catalog
 
 PREFIX = "visionnet:collection:"
 INDEX = "visionnet:collections"
@@ -26,7 +29,6 @@ class CollectionRegistry:
         pipe = self._r.pipeline()
         pipe.hsetnx(key, "created_at", str(time.time()))
         pipe.hset(key, mapping={"name": name, "model": model, "dim": dim})
-        pipe.hsetnx(key, "count", 0)
         pipe.sadd(INDEX, name)
         pipe.execute()
 
@@ -36,7 +38,7 @@ class CollectionRegistry:
             return None
         return {
             "name": raw["name"],
-            "count": int(raw.get("count", 0)),
+            "count": Catalog(self._r).count(name),
             "model": raw.get("model", ""),
             "dim": int(raw.get("dim", 0)),
             "created_at": float(raw.get("created_at", 0)),

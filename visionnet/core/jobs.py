@@ -19,7 +19,6 @@ from typing import Any
 
 import redis
 
-from visionnet.core.collections import PREFIX as COLLECTION_PREFIX
 from visionnet.core.jobtypes import job_type as job_type_spec
 
 PREFIX = "visionnet:job:"
@@ -37,8 +36,9 @@ class JobState(StrEnum):
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
-# KEYS: job hash, chunk set, error list, planned set. ARGV: chunk no, indexed,
-# skipped, failed, now, ttl, max errors, errors JSON...
+# KEYS: job hash, chunk set, error list, planned set, rate samples.
+# ARGV: chunk no, indexed, skipped, failed, now, ttl, max errors, stages JSON,
+# worker name, errors JSON...
 _RECORD_CHUNK = """
 local job, chunks, errs = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call('HGET', job, 'state')
@@ -50,18 +50,16 @@ if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
   redis.call('HINCRBY', job, 'failed', ARGV[4])
   local done_now = redis.call('HINCRBY', job, 'done', ARGV[2] + ARGV[3] + ARGV[4])
   redis.call('HINCRBY', job, 'chunks_done', 1)
-  -- The collection's row count moves with the chunk's report: once per chunk.
-  if #KEYS >= 6 and redis.call('EXISTS', KEYS[6]) == 1 then
-    redis.call('HINCRBY', KEYS[6], 'count', ARGV[2])
-  end
   -- (time, done) samples, for the rate over the last minute and the ETA.
   redis.call('RPUSH', KEYS[5], ARGV[5] .. ' ' .. done_now)
   redis.call('LTRIM', KEYS[5], -256, -1)
   for stage, seconds in pairs(cjson.decode(ARGV[8])) do
     redis.call('HINCRBYFLOAT', job, 'stage_s:' .. stage, seconds)
   end
+  -- Which worker embedded how many chunks (several hosts can share one job).
+  if ARGV[9] ~= '' then redis.call('HINCRBY', job, 'worker:' .. ARGV[9], 1) end
   local keep = tonumber(ARGV[7])
-  for i = 9, #ARGV do
+  for i = 10, #ARGV do
     if redis.call('LLEN', errs) < keep then redis.call('RPUSH', errs, ARGV[i]) end
   end
 end
@@ -179,6 +177,8 @@ class ChunkReport:
     errors: list[dict[str, str]]
     # Seconds this chunk spent per stage, summed into the job (once per chunk).
     stages: dict[str, float] = field(default_factory=dict)
+    # The Celery node that embedded it (``models@host``); "" when none did.
+    worker: str = ""
 
 
 class JobStore:
@@ -350,8 +350,8 @@ class JobStore:
         last = max(float(record.get(k) or 0) for k in ("started_at", "updated_at", "created_at"))
         return max(0.0, time.time() - last)
 
-    def record_chunk(self, job_id: str, report: ChunkReport, collection: str | None = None) -> bool:
-        """Count one chunk once, and its new rows into ``collection``; True if the job ended."""
+    def record_chunk(self, job_id: str, report: ChunkReport) -> bool:
+        """Count one chunk once; True if the job ended."""
         key = self.key(job_id)
         args: list[Any] = [
             report.chunk_no,
@@ -362,11 +362,10 @@ class JobStore:
             self._ttl,
             self._max_errors,
             json.dumps(report.stages),
+            report.worker,
             *[json.dumps(e) for e in report.errors],
         ]
         keys = [key, *self._aux_keys(job_id)]
-        if collection:
-            keys.append(COLLECTION_PREFIX + collection)
         out = self._record_chunk(keys=keys, args=args)
         return int(out) == 1
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
-from visionnet.core.queues import BULK_QUEUE, MODELS_QUEUE
+from visionnet.core.queues import BULK_QUEUE, MODELS_QUEUE, STORE_QUEUE
 
 COLLECTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 
@@ -30,6 +30,10 @@ class InputKind(StrEnum):
     FOLDER = "folder"
     # One uploaded ``image`` (multipart) or the JSON ``image_id`` of an indexed image.
     QUERY = "query"
+    # Stored images of a collection: JSON ``ids``, or a ``path_prefix``.
+    SELECTION = "selection"
+    # A whole collection: only the parameters.
+    COLLECTION = "collection"
 
 
 def _collection() -> Any:
@@ -48,10 +52,54 @@ class EmbedParams(BaseModel):
 
 class IndexParams(BaseModel):
     collection: str = _collection()
+    classify: bool | None = Field(
+        None,
+        description=(
+            "Also store each image's top label and score from the classifier, in the "
+            "same pass (default: the jobs.classify_while_indexing setting)."
+        ),
+    )
 
 
 class SearchParams(BaseModel):
     k: int | None = Field(None, ge=1, description="Number of neighbours.")
+    collection: str = _collection()
+    # Filters: only rows matching every one given are searched.
+    path_prefix: str | None = Field(
+        None,
+        pattern=r"^/[^\\\u0000]*$",
+        max_length=4096,
+        description="Only images whose stored path starts with this (absolute; no backslash).",
+    )
+    min_width: int | None = Field(None, ge=0, description="Only images at least this wide.")
+    max_width: int | None = Field(None, ge=0, description="Only images at most this wide.")
+    min_height: int | None = Field(None, ge=0, description="Only images at least this tall.")
+    max_height: int | None = Field(None, ge=0, description="Only images at most this tall.")
+    indexed_after: int | None = Field(
+        None, ge=0, description="Only images indexed at or after this Unix time (seconds)."
+    )
+    indexed_before: int | None = Field(
+        None, ge=0, description="Only images indexed before this Unix time (seconds)."
+    )
+    label: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Only images whose top label is this (indexed with classify on).",
+    )
+
+    def filters(self) -> dict[str, Any]:
+        """The filters given, by name."""
+        return {
+            k: v for k, v in self.model_dump(exclude={"k", "collection"}).items() if v is not None
+        }
+
+
+class DeleteParams(BaseModel):
+    collection: str = _collection()
+
+
+class ExportParams(BaseModel):
     collection: str = _collection()
 
 
@@ -65,6 +113,8 @@ class JobTypeSpec:
     # The parameter that is a "k" (defaulted and capped by settings.jobs), if any.
     k_param: str | None = None
     queue: str = MODELS_QUEUE
+    # The handler module, when it is not the model worker's module of that name.
+    module: str | None = None
 
     @property
     def task(self) -> str:
@@ -73,7 +123,7 @@ class JobTypeSpec:
 
     @property
     def handler_module(self) -> str:
-        return f"visionnet.workers.model_worker.{self.name}"
+        return self.module or f"visionnet.workers.model_worker.{self.name}"
 
 
 JOB_TYPES: dict[str, JobTypeSpec] = {
@@ -105,6 +155,24 @@ JOB_TYPES: dict[str, JobTypeSpec] = {
             InputKind.QUERY,
             SearchParams,
             k_param="k",
+        ),
+        JobTypeSpec(
+            "delete",
+            "Delete stored images from a collection, by id or by path prefix",
+            InputKind.SELECTION,
+            DeleteParams,
+            # A write: to the single store writer (any model worker with direct writes).
+            queue=STORE_QUEUE,
+            module="visionnet.workers.store_writer.delete_images",
+        ),
+        JobTypeSpec(
+            "export",
+            "Export a collection's ids, metadata and vectors as one Parquet file to download",
+            InputKind.COLLECTION,
+            ExportParams,
+            # Long and read-only: bulk work, on a model worker.
+            queue=BULK_QUEUE,
+            module="visionnet.workers.model_worker.export",
         ),
     )
 }

@@ -31,10 +31,11 @@ DROP_COLLECTION = "visionnet.collections.drop"
 STORE_TASKS_MODULES = (
     "visionnet.workers.store_writer.write_chunk",
     "visionnet.workers.store_writer.collections",
+    "visionnet.workers.store_writer.delete_images",
 )
 
 
-def task_routes() -> dict[str, dict[str, str]]:
+def task_routes(direct_writes: bool = False) -> dict[str, dict[str, str]]:
     from visionnet.core.jobtypes import JOB_TYPES
 
     routes = {spec.task: {"queue": spec.queue} for spec in JOB_TYPES.values()}
@@ -43,6 +44,13 @@ def task_routes() -> dict[str, dict[str, str]]:
     # corrupts its log under concurrent writers.
     routes[WRITE_CHUNK] = {"queue": STORE_QUEUE}
     routes[DROP_COLLECTION] = {"queue": STORE_QUEUE}
+    if direct_writes:
+        # A real Milvus server takes many writers and there is no store worker:
+        # the model workers' bulk queue takes the writes.
+        routes = {
+            task: {"queue": BULK_QUEUE} if r["queue"] == STORE_QUEUE else r
+            for task, r in routes.items()
+        }
     return routes
 
 
@@ -57,7 +65,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "result_expires": settings.result_ttl_s,
-        "task_routes": task_routes(),
+        "task_routes": task_routes(settings.milvus.direct_writes),
         "task_default_queue": MODELS_QUEUE,
         # Long tasks: take one at a time so idle workers can pick up the rest.
         "worker_prefetch_multiplier": 1,

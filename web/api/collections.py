@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from visionnet.core.jobtypes import COLLECTION_PATTERN
-from visionnet.core.queues import BULK_QUEUE, DROP_COLLECTION, STORE_QUEUE
+from visionnet.core.queues import DROP_COLLECTION
 from visionnet.web.api.common import ERRORS, api_blueprint
 from visionnet.web.errors import APIError
 from visionnet.web.schemas import ErrorBody
@@ -68,7 +68,7 @@ def delete_collection(path: CollectionPath) -> Any:
     entry = svc.collections.mark_deleting(path.name)
     if entry is None:
         raise APIError(404, "not_found", f"no collection named {path.name!r}")
-    # A write: the single store writer with Milvus Lite; any model worker otherwise.
-    queue = BULK_QUEUE if svc.settings.milvus.direct_writes else STORE_QUEUE
-    svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name}, queue=queue)
+    # A write: routed to the single store writer with Milvus Lite, to any model
+    # worker with direct writes (visionnet.core.queues.task_routes).
+    svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name})
     return _view(entry), 202

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flask import send_file
+
+from visionnet.core.exports import export_path
 from visionnet.core.jobs import FINAL_STATES, JobState, is_job_id, is_permanent, new_job_id
 from visionnet.core.jobtypes import job_type
 from visionnet.web.api.common import ERRORS, accepted, api_blueprint
@@ -101,9 +104,38 @@ def delete_job(path: JobPath) -> Any:
     _load(path.job_id)
     if svc.jobs.transition(path.job_id, JobState.CANCELLED):
         svc.celery.control.revoke(path.job_id)
-    # Vectors already written stay in their collection; only the record goes.
+    # Vectors already written stay in their collection; only the record goes (and
+    # an export's file).
     svc.jobs.delete(path.job_id)
+    export_path(svc.settings, path.job_id).unlink(missing_ok=True)
     return "", 204
+
+
+@bp.get(
+    "/jobs/<job_id>/export",
+    summary="Download the Parquet file of a finished export job",
+    responses={200: None, 404: ErrorBody, 409: ErrorBody, **ERRORS},
+)
+def download_export(path: JobPath) -> Any:
+    """Streamed from disk (never read whole), with conditional and range requests."""
+    svc = services()
+    record = _load(path.job_id)
+    if record["type"] != "export":
+        raise APIError(404, "not_found", f"job {path.job_id!r} is not an export job")
+    if record["state"] != JobState.SUCCEEDED:
+        raise APIError(409, "conflict", f"export job {path.job_id!r} is {record['state']}")
+    file = export_path(svc.settings, path.job_id)
+    if not file.is_file():
+        raise APIError(404, "not_found", f"the file of export job {path.job_id!r} is gone")
+    name = f"{json.loads(record['params'])['collection']}-{path.job_id[:8]}.parquet"
+    return send_file(
+        file,
+        mimetype="application/vnd.apache.parquet",
+        as_attachment=True,
+        download_name=name,
+        conditional=True,
+        max_age=0,
+    )
 
 
 @bp.post(

@@ -28,7 +28,7 @@ from visionnet.core.jobtypes import IndexParams, job_type
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.context import ModelTask
-from visionnet.workers.model_worker.reader import FileError, RawFile, decode, read_path
+from visionnet.workers.model_worker.reader import FileError, RawFile, decode_sized, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.vectorstore.staging import StagedChunk
@@ -55,8 +55,14 @@ def plan_index(
     chunks interleave with its own, a cancel stops the walk at the next step, and
     the planner never holds the whole listing.
     """
-    collection = IndexParams.model_validate(params).collection
+    index_params = IndexParams.model_validate(params)
+    collection = index_params.collection
     ctx = self.ctx
+    classify = (
+        ctx.settings.jobs.classify_while_indexing
+        if index_params.classify is None
+        else index_params.classify
+    )
     started = ctx.jobs.start(job_id) if next_chunk == 0 else ctx.jobs.is_active(job_id)
     if not started:
         return  # cancelled (or expired): no more walking
@@ -82,19 +88,30 @@ def plan_index(
                 },
             ).apply_async()
             return
-        _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection)
+        _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection, classify)
         last = chunk[-1]
     ctx.jobs.finish_planning(job_id)
 
 
 def _enqueue_chunk(
-    task: ModelTask, job_id: str, chunk_no: int, paths: list[str], collection: str
+    task: ModelTask,
+    job_id: str,
+    chunk_no: int,
+    paths: list[str],
+    collection: str,
+    classify: bool,
 ) -> None:
     # Count the chunk (once, however often the planner runs) before it can report back.
     task.ctx.jobs.plan_chunk(job_id, chunk_no, len(paths))
     embed = task.app.signature(
         EMBED_CHUNK,
-        kwargs={"job_id": job_id, "chunk_no": chunk_no, "paths": paths, "collection": collection},
+        kwargs={
+            "job_id": job_id,
+            "chunk_no": chunk_no,
+            "paths": paths,
+            "collection": collection,
+            "classify": classify,
+        },
     )
     if task.ctx.settings.milvus.direct_writes:
         embed.apply_async()  # a real Milvus server: the model worker writes itself
@@ -131,7 +148,13 @@ class EmbedChunkTask(ModelTask):
 
 @shared_task(name=EMBED_CHUNK, base=EmbedChunkTask, bind=True, acks_late=True)
 def embed_chunk(
-    self: EmbedChunkTask, *, job_id: str, chunk_no: int, paths: list[str], collection: str
+    self: EmbedChunkTask,
+    *,
+    job_id: str,
+    chunk_no: int,
+    paths: list[str],
+    collection: str,
+    classify: bool = False,
 ) -> bool:
     """Embed one chunk and stage it for the writer; True when there is something to write."""
     ctx = self.ctx
@@ -139,6 +162,7 @@ def embed_chunk(
         return False
     try:
         embedder = ctx.embedder()
+        classifier = ctx.classifier() if classify else None
     except ModelUnavailableError as exc:
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return False
@@ -169,13 +193,19 @@ def embed_chunk(
     batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]
 
     def decode_batch(batch: list[tuple[str, RawFile]]) -> list[tuple[str, RawFile, Any]]:
-        return [(cid, raw, decode(raw, draft)) for cid, raw in batch]
+        return [(cid, raw, decode_sized(raw, draft)) for cid, raw in batch]
 
     ids: list[str] = []
     names: list[str] = []
     sizes: list[int] = []
     vectors: list[Any] = []
+    widths: list[int] = []
+    heights: list[int] = []
+    labels: list[str] = []
+    label_scores: list[float] = []
     timings["decode_wait"] = timings["embed"] = 0.0
+    if classifier is not None:
+        timings["classify"] = 0.0
     ahead = [pool.submit(decode_batch, batch) for batch in batches[:2]]
     for n in range(len(batches)):
         start = time.perf_counter()
@@ -184,18 +214,28 @@ def embed_chunk(
             ahead.append(pool.submit(decode_batch, batches[n + 2]))
         timings["decode_wait"] += time.perf_counter() - start
         images = []
-        for cid, raw, image in decoded:
-            if isinstance(image, FileError):
-                errors.append(image.as_dict())
+        for cid, raw, out in decoded:
+            if isinstance(out, FileError):
+                errors.append(out.as_dict())
                 continue
+            image, (width, height) = out
             images.append(image)
             ids.append(cid)
             names.append(raw.name)
             sizes.append(len(raw.data))
+            widths.append(width)
+            heights.append(height)
         if images:
             start = time.perf_counter()
             vectors.append(embedder.embed(images))
             timings["embed"] += time.perf_counter() - start
+            if classifier is not None:
+                # Same decoded pictures, the classifier's own preprocessing.
+                start = time.perf_counter()
+                for best, *_rest in classifier.predict(images, top_k=1):
+                    labels.append(best.label)
+                    label_scores.append(round(best.score, 6))
+                timings["classify"] += time.perf_counter() - start
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
 
     chunk = StagedChunk(
@@ -210,6 +250,11 @@ def embed_chunk(
         skipped=len(paths) - len(errors) - len(ids),
         errors=errors,
         timings={k: round(v, 4) for k, v in timings.items()},
+        worker=self.request.hostname or "",
+        widths=widths,
+        heights=heights,
+        labels=labels,
+        label_scores=label_scores,
     )
     m = ctx.settings.milvus
     if m.direct_writes:

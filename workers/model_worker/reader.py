@@ -51,12 +51,27 @@ def decode(raw: RawFile, draft: int | None = None) -> Image.Image | FileError:
     decoded at a reduced scale (libjpeg's DCT scaling, still at least ``draft`` on
     each side), which costs a fraction of a full decode for the same resized input.
     """
+    out = decode_sized(raw, draft)
+    return out if isinstance(out, FileError) else out[0]
+
+
+# EXIF orientations that turn the picture a quarter: width and height swap.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def decode_sized(
+    raw: RawFile, draft: int | None = None
+) -> tuple[Image.Image, tuple[int, int]] | FileError:
+    """``decode``, and the picture's full upright size (a drafted decode is smaller)."""
     try:
         with Image.open(io.BytesIO(raw.data)) as opened:
+            width, height = opened.size
+            if opened.getexif().get(0x0112) in _QUARTER_TURNS:
+                width, height = height, width
             if draft and opened.format == "JPEG":
                 opened.draft("RGB", (draft, draft))
             upright = ImageOps.exif_transpose(opened)
-            return upright.convert("RGB")
+            return upright.convert("RGB"), (width, height)
     except UnidentifiedImageError:
         return FileError(raw.name, "not an image format we read")
     except Image.DecompressionBombError:

@@ -14,6 +14,7 @@ from visionnet.workers.model_worker.reader import FileError, decode
 from visionnet.workers.model_worker.sources import Source, fetch
 from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
 from visionnet.workers.models.loading import ModelUnavailableError
+from visionnet.workers.vectorstore.filters import FilterError, expression
 from visionnet.workers.vectorstore.milvus_store import CollectionNotFoundError
 
 
@@ -50,9 +51,10 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
         start = time.perf_counter()
         vector = _query_vector(self, query, collection)
         query_s = time.perf_counter() - start
-        hits = ctx.store.search(collection, vector, k)
+        expr = expression(p.filters(), ctx.store.fields(collection))
+        hits = ctx.store.search(collection, vector, k, expr)
         search_s = time.perf_counter() - start - query_s
-    except (QueryError, CollectionNotFoundError, ModelUnavailableError) as exc:
+    except (QueryError, CollectionNotFoundError, ModelUnavailableError, FilterError) as exc:
         ctx.jobs.set_progress(job_id, 1, 1)
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return
@@ -62,6 +64,7 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
     ctx.jobs.set_progress(job_id, 1)
     result: dict[str, Any] = {
         "collection": collection,
+        "filters": p.filters(),
         "hits": [h.__dict__ for h in hits],
         # Where the time went: the query vector (embedding an upload, or a stored
         # vector fetched by id) and the vector search itself.

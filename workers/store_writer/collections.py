@@ -17,5 +17,6 @@ log = logging.getLogger(__name__)
 def drop_collection(self: StoreTask, *, collection: str) -> None:
     """Idempotent: dropping a collection that is gone already is done."""
     self.ctx.store.drop_collection(collection)
+    self.ctx.catalog.drop(collection)
     self.ctx.collections.forget(collection)
     log.info("dropped collection %s", collection)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,8 +22,14 @@ T = TypeVar("T")
 ID_LEN = 64
 PATH_LEN = 4096
 MODEL_LEN = 512
+LABEL_LEN = 256
+# Stored beside each vector; collections made before a field existed lack it.
+METADATA_FIELDS = ("path", "size", "indexed_at", "width", "height", "label", "label_score")
 MODEL_PROPERTY = "visionnet.model"
 UPSERT_BATCH = 1024
+# HNSW candidate list of a filtered search (stack facts: a filter matching under
+# about 0.1% of rows returns fewer than k hits below about 1,024).
+FILTERED_EF = 1024
 
 
 class CollectionMismatchError(ValueError):
@@ -42,9 +48,20 @@ class Row:
     size: int
     model: str
     indexed_at: int
+    width: int = 0
+    height: int = 0
+    label: str = ""
+    label_score: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    dim: int
+    model: str
+    fields: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,9 @@ class Hit:
     id: str
     path: str
     score: float
+    width: int = 0
+    height: int = 0
+    label: str = ""
 
 
 def describe_error(exc: MilvusException) -> str:
@@ -74,20 +94,26 @@ class VectorStore:
         self._search_consistency = search_consistency
         self._loaded: set[str] = set()
         self._verified: dict[str, tuple[int, str]] = {}
+        self._fields: dict[str, frozenset[str]] = {}
 
     def has_collection(self, name: str) -> bool:
         return bool(self._client.has_collection(name, timeout=self._timeout))
+
+    def info(self, name: str) -> CollectionInfo:
+        """The collection's vector dimension, model and field names."""
+        self._require(name)
+        info = self._client.describe_collection(name, timeout=self._timeout)
+        dim = next(int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector")
+        model = str(info.get("properties", {}).get(MODEL_PROPERTY, ""))
+        return CollectionInfo(dim, model, frozenset(f["name"] for f in info["fields"]))
 
     def ensure_collection(self, name: str, dim: int, model: str) -> None:
         """Create on first use; refuse vectors of another model or dimension."""
         if self._verified.get(name) == (dim, model):
             return  # checked already by this process: no round trip per chunk
         if self.has_collection(name):
-            info = self._client.describe_collection(name, timeout=self._timeout)
-            stored_dim = next(
-                int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector"
-            )
-            stored_model = str(info.get("properties", {}).get(MODEL_PROPERTY, ""))
+            found = self.info(name)
+            stored_dim, stored_model = found.dim, found.model
             if stored_dim != dim or (stored_model and stored_model != model):
                 raise CollectionMismatchError(
                     f"collection {name!r} holds {stored_dim}-d vectors of model "
@@ -95,6 +121,7 @@ class VectorStore:
                     "Index into another collection."
                 )
             self._verified[name] = (dim, model)
+            self._fields[name] = found.fields
             return
         schema = self._client.create_schema(auto_id=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LEN)
@@ -103,6 +130,10 @@ class VectorStore:
         schema.add_field("size", DataType.INT64)
         schema.add_field("model", DataType.VARCHAR, max_length=MODEL_LEN)
         schema.add_field("indexed_at", DataType.INT64)
+        schema.add_field("width", DataType.INT64)
+        schema.add_field("height", DataType.INT64)
+        schema.add_field("label", DataType.VARCHAR, max_length=LABEL_LEN)
+        schema.add_field("label_score", DataType.FLOAT)
         index = self._client.prepare_index_params()
         index.add_index("vector", index_type="AUTOINDEX", metric_type="COSINE")
         self._client.create_collection(
@@ -116,6 +147,7 @@ class VectorStore:
             timeout=self._timeout,
         )
         self._verified[name] = (dim, model)
+        self._fields[name] = frozenset(f.name for f in schema.fields)
         log.info("created collection %s (%d-d, %s)", name, dim, model)
 
     def drop_collection(self, name: str) -> None:
@@ -123,6 +155,13 @@ class VectorStore:
             self._client.drop_collection(name, timeout=self._timeout)
         self._loaded.discard(name)
         self._verified.pop(name, None)
+        self._fields.pop(name, None)
+
+    def fields(self, name: str) -> frozenset[str]:
+        """The collection's field names (older collections lack newer metadata fields)."""
+        if name not in self._fields:
+            self._fields[name] = self.info(name).fields
+        return self._fields[name]
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         if not ids or not self.has_collection(name):
@@ -148,8 +187,12 @@ class VectorStore:
         """
         if not rows:
             return
+        known = self.fields(name)
         for start in range(0, len(rows), UPSERT_BATCH):
-            batch = [r.as_dict() for r in rows[start : start + UPSERT_BATCH]]
+            batch = [
+                {k: v for k, v in r.as_dict().items() if k in known}
+                for r in rows[start : start + UPSERT_BATCH]
+            ]
             self._client.upsert(name, batch, timeout=self._timeout)
         if flush:
             self._client.flush(name, timeout=self._timeout)
@@ -161,24 +204,59 @@ class VectorStore:
         )
         return [float(v) for v in rows[0]["vector"]] if rows else None
 
-    def search(self, name: str, vector: Sequence[float], k: int) -> list[Hit]:
+    def search(self, name: str, vector: Sequence[float], k: int, expr: str = "") -> list[Hit]:
+        """Top ``k`` by cosine; ``expr`` a Milvus filter over the metadata fields.
+
+        A filter that matches few rows starves HNSW's candidate list (fewer than
+        ``k`` hits come back), so a filtered search looks wider.
+        """
         self._require(name)
+        out = [f for f in ("path", "width", "height", "label") if f in self.fields(name)]
+        ef = max(self._ef, k, FILTERED_EF if expr else 0)
         result = self._with_loaded(
             name,
             lambda: self._client.search(
                 name,
                 data=[list(vector)],
                 limit=k,
-                output_fields=["path"],
-                search_params={"metric_type": "COSINE", "params": {"ef": max(self._ef, k)}},
+                filter=expr,
+                output_fields=out,
+                search_params={"metric_type": "COSINE", "params": {"ef": ef}},
                 consistency_level=self._search_consistency,
                 timeout=self._timeout,
             ),
         )
-        return [
-            Hit(id=str(h["id"]), path=str(h["entity"]["path"]), score=float(h["distance"]))
-            for h in result[0]
-        ]
+        return [Hit(id=str(h["id"]), score=float(h["distance"]), **h["entity"]) for h in result[0]]
+
+    def matching_ids(self, name: str, expr: str, batch: int = 4096) -> list[str]:
+        """Ids of every row matching ``expr``, page by page."""
+        return [str(row["id"]) for row in self.iterate(name, expr, ["id"], batch)]
+
+    def iterate(
+        self, name: str, expr: str, fields: Sequence[str], batch: int = 1024
+    ) -> Iterator[dict[str, Any]]:
+        """Every row matching ``expr`` (all: ``""``), ``fields`` only, in pages."""
+        self._require(name)
+        self._with_loaded(name, lambda: None)
+        it = self._client.query_iterator(
+            name,
+            batch_size=batch,
+            filter=expr,
+            output_fields=list(fields),
+            timeout=self._timeout,
+        )
+        try:
+            while page := it.next():
+                yield from page
+        finally:
+            it.close()
+
+    def delete_ids(self, name: str, ids: Sequence[str], *, flush: bool = True) -> None:
+        for start in range(0, len(ids), UPSERT_BATCH):
+            batch = list(ids[start : start + UPSERT_BATCH])
+            self._client.delete(name, ids=batch, timeout=self._timeout)
+        if flush and ids:
+            self._client.flush(name, timeout=self._timeout)
 
     def _require(self, name: str) -> None:
         if not self.has_collection(name):

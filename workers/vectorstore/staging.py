@@ -47,6 +47,25 @@ class StagedChunk:
     errors: list[dict[str, str]]
     # Seconds per stage in the model worker (read, lookup, decode_wait, embed, ...).
     timings: dict[str, float] = field(default_factory=dict)
+    # The Celery node that embedded the chunk.
+    worker: str = ""
+    # Per row: the picture's full size, and its top label and score when the
+    # job classified while indexing ("" and 0.0 otherwise).
+    widths: list[int] = field(default_factory=list)
+    heights: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    label_scores: list[float] = field(default_factory=list)
+
+    def metadata(self, i: int) -> dict[str, Any]:
+        """Row ``i``'s stored fields beside id and vector."""
+        return {
+            "path": self.paths[i],
+            "size": self.sizes[i],
+            "width": self.widths[i] if self.widths else 0,
+            "height": self.heights[i] if self.heights else 0,
+            "label": self.labels[i] if self.labels else "",
+            "label_score": self.label_scores[i] if self.label_scores else 0.0,
+        }
 
     @property
     def dim(self) -> int:
@@ -83,6 +102,11 @@ class StagingArea:
             "skipped": chunk.skipped,
             "errors": chunk.errors,
             "timings": chunk.timings,
+            "worker": chunk.worker,
+            "widths": chunk.widths,
+            "heights": chunk.heights,
+            "labels": chunk.labels,
+            "label_scores": chunk.label_scores,
         }
         data = np.ascontiguousarray(chunk.vectors, dtype="<f4").tobytes()
         key = self._prefix + chunk.member
@@ -111,6 +135,11 @@ class StagingArea:
             skipped=int(meta["skipped"]),
             errors=meta["errors"],
             timings=meta.get("timings", {}),
+            worker=meta.get("worker", ""),
+            widths=meta.get("widths", []),
+            heights=meta.get("heights", []),
+            labels=meta.get("labels", []),
+            label_scores=meta.get("label_scores", []),
         )
 
     def oldest(self, limit: int) -> list[tuple[str, int]]:
