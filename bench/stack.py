@@ -28,6 +28,7 @@ def private_stack(
     model_dir: Path | None = None,
     timeout: float = 300.0,
     extra_env: dict[str, str] | None = None,
+    flower: bool = False,
 ) -> Iterator[str]:
     """Yield the base URL of a stack on the demo profile, or on ``model_dir`` when given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONNET_")}
@@ -36,6 +37,7 @@ def private_stack(
         VISIONNET_ALLOWED_ROOTS="[" + ",".join(f'"{r.resolve()}"' for r in roots) + "]",
         VISIONNET_WEB__PORT=str(free_port()),
         VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port()),
+        VISIONNET_FLOWER__PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
     if model_dir is not None:
@@ -49,7 +51,7 @@ def private_stack(
     log = workdir / "stack.log"
     visionnet = str(Path(sys.executable).with_name("visionnet"))
     proc = subprocess.Popen(
-        [visionnet, "up", "--no-flower"],
+        [visionnet, "up", *([] if flower else ["--no-flower"])],
         env=env,
         stdout=log.open("ab"),  # O_APPEND: supervisord and its children share it
         stderr=subprocess.STDOUT,

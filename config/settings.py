@@ -44,6 +44,9 @@ class WebSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="Port of the web server.")
     api_token: str = Field("", description="Bearer token required on /api/v1; empty = none.")
     max_upload_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest request body.")
+    max_archive_bytes: int = Field(
+        4 * 1024**3, gt=0, description="Largest archive upload to POST /index (streamed to disk)."
+    )
     max_files: int = Field(256, gt=0, description="Most files in one classify request.")
     health_timeout_s: float = Field(1.0, gt=0, description="Worker probe timeout in health.")
     workers: int = Field(0, ge=0, description="Web server processes; 0 = two per core.")
@@ -138,6 +141,15 @@ class JobSettings(BaseModel):
     extensions: list[str] = Field(..., description="Image file extensions indexed.")
     classify_while_indexing: bool = Field(
         False, description="Index jobs also store each image's top label (one more pass)."
+    )
+    archive_max_unpacked_bytes: int = Field(
+        16 * 1024**3, gt=0, description="Largest total an uploaded archive may unpack to."
+    )
+    archive_max_entries: int = Field(
+        1_000_000, gt=0, description="Most entries an uploaded archive may hold."
+    )
+    keep_archives: bool = Field(
+        False, description="Keep unpacked archives after their job's records expire."
     )
 
 
@@ -248,6 +260,12 @@ class Settings(BaseSettings):
     @property
     def resolved_roots(self) -> list[Path]:
         return [root.expanduser().resolve() for root in self.allowed_roots]
+
+    @property
+    def readable_roots(self) -> list[Path]:
+        """Where jobs may read images: the allowed roots, and the folder that uploaded
+        archives unpack to (the service's own, under the data directory)."""
+        return [*self.resolved_roots, (self.data_path / "archives").resolve()]
 
 
 @lru_cache(maxsize=1)

@@ -21,3 +21,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -c "import visionnet.web, visionnet.workers, visionnet.config" # fails loudly if the install did
   echo "$want" > "$stamp"
 fi
+
+# The browser tests drive a system Chromium (no browser download: the network is
+# closed but for the package registries). Installed here when apt can; when it
+# cannot, the browser tests are skipped with the reason printed.
+if [[ ",$extras," == *",test,"* ]] && ! command -v chromium > /dev/null; then
+  if command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium (apt) for the browser tests ..." >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+        > .venv/apt.log 2>&1; then
+      echo "WARNING: could not install chromium (see .venv/apt.log): browser tests will be skipped" >&2
+    fi
+  else
+    echo "WARNING: no chromium and no root apt-get: browser tests will be skipped" >&2
+  fi
+fi

@@ -56,6 +56,10 @@ def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str,
         # A pass waits up to 100 ms for company, so that requests sent together
         # share passes however the machine schedules them (test_classify).
         VISIONNET_MODELS__MAX_BATCH_WAIT_MS="100",
+        # Small archive limits, so that tests/test_archives.py can reach them.
+        VISIONNET_WEB__MAX_ARCHIVE_BYTES=str(2 * 1024 * 1024),
+        VISIONNET_JOBS__ARCHIVE_MAX_UNPACKED_BYTES=str(8 * 1024 * 1024),
+        VISIONNET_JOBS__ARCHIVE_MAX_ENTRIES="500",
     )
     env.update(extra)
     return env

@@ -76,11 +76,15 @@ def test_openapi_document_and_offline_docs(stack: Stack) -> None:
         "/api/v1/jobs/{job_id}",
         "/api/v1/health",
     } <= set(spec["paths"])
-    for dual in ("classify", "embed", "search"):
+    for dual in ("classify", "embed", "search", "index"):
         body = spec["paths"][f"/api/v1/{dual}"]["post"]["requestBody"]["content"]
         assert {"multipart/form-data", "application/json"} <= set(body)
     index_body = spec["paths"]["/api/v1/index"]["post"]["requestBody"]["content"]
-    assert set(index_body) == {"application/json"}
+    form = index_body["multipart/form-data"]["schema"]
+    if "$ref" in form:
+        form = spec["components"]["schemas"][form["$ref"].rsplit("/", 1)[-1]]
+    assert form["properties"]["archive"]["format"] == "binary"  # an upload
+    assert "archive" in form["required"]
     assert "202" in spec["paths"]["/api/v1/index"]["post"]["responses"]
     page = requests.get(f"{stack.base}/docs/swagger", timeout=10)
     assert page.status_code == 200
@@ -92,7 +96,10 @@ def test_openapi_document_and_offline_docs(stack: Stack) -> None:
 def test_web_page(stack: Stack) -> None:
     r = requests.get(f"{stack.base}/", timeout=10)
     assert r.status_code == 200
-    assert "/api/v1/classify" in r.text and "/api/v1/index" in r.text
+    assert "/static/app.js" in r.text and "/static/app.css" in r.text
+    script = requests.get(f"{stack.base}/static/app.js", timeout=10)
+    assert script.status_code == 200 and 'const API = "/api/v1"' in script.text
+    assert "https://" not in r.text + script.text  # no CDN: works offline
 
 
 def test_flower_serves_on_loopback(stack: Stack) -> None:

@@ -88,3 +88,18 @@ def test_exit_codes_tell_failure_from_success(stack: Stack) -> None:
     assert "allowed roots" in refused.stderr or "outside" in refused.stderr
     nobody = cli(stack, "jobs", url=f"http://127.0.0.1:{free_port()}")
     assert nobody.returncode == 4 and "cannot reach" in nobody.stderr
+
+
+def test_index_uploads_an_archive(stack: Stack, tmp_path: Path) -> None:
+    import zipfile
+
+    from tests.helpers import image_bytes
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(6):
+            zf.writestr(f"photos/{i}.png", image_bytes(9800 + i))
+    out = cli(stack, "index", str(archive), "-c", "cli_zip", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)["result"]
+    assert (result["indexed"], result["failed"]) == (6, 0)

@@ -145,17 +145,21 @@ def _print_job(job: Job, as_json: bool) -> None:
 
 
 @click.command("index")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(exists=True, path_type=Path), metavar="DIR|ARCHIVE")
 @click.option("--collection", "-c", required=True, help="Collection to index into.")
 @click.option("--wait/--no-wait", default=True, help="Follow the job with a progress bar.")
 @url_option
 @json_option
 def index_cmd(folder: Path, collection: str, wait: bool, url: str | None, as_json: bool) -> None:
-    """Index a folder (recursively; it must be under the server's allowed roots)."""
+    """Index a folder (recursively; under the server's allowed roots), or upload a zip or
+    tar archive of images to index."""
 
     def body() -> int:
         client = _client(url)
-        job_id = client.index(folder, collection)
+        if folder.is_dir():
+            job_id = client.index(folder, collection)
+        else:
+            job_id = client.index_archive(folder, collection)
         if not wait:
             click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
             return 0

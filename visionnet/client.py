@@ -49,6 +49,10 @@ class Client:
         body = {"source": {"path": str(Path(path).resolve())}, "collection": collection}
         return self._submit("index", json=body)
 
+    def index_archive(self, archive: str | Path, collection: str) -> str:
+        """Upload a zip or tar of images; the server unpacks it and indexes it like a folder."""
+        return self._submit_files("index", "archive", [archive], {"collection": collection})
+
     def classify(self, images: Sequence[str | Path], top_k: int | None = None) -> str:
         data = {} if top_k is None else {"top_k": str(top_k)}
         return self._submit_files("classify", "files", images, data)

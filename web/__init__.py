@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template
+from flask import Response, render_template
 from flask_openapi3 import Info, OpenAPI
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from visionnet.config.settings import Settings, get_settings
 from visionnet.web.api import collections, health, images, jobs, submit
+from visionnet.web.api.common import require_token
 from visionnet.web.errors import register_error_handlers, validation_error_response
-from visionnet.web.services import EXTENSION_KEY, Services
+from visionnet.web.metrics import render as render_metrics
+from visionnet.web.services import EXTENSION_KEY, Services, services
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
@@ -36,9 +39,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     for module in (submit, jobs, collections, images, health):
         app.register_api(module.bp)
 
+    @app.get("/metrics", doc_ui=False)
+    def prometheus_metrics() -> Any:
+        """Prometheus text format; behind the API token when one is configured."""
+        require_token()
+        return Response(render_metrics(services()), mimetype=CONTENT_TYPE_LATEST)
+
     @app.get("/", doc_ui=False)
     def page() -> str:
-        return render_template("index.html", token_required=bool(settings.web.api_token))
+        return render_template(
+            "index.html",
+            token_required=bool(settings.web.api_token),
+            flower_url=_flower_url(settings),
+        )
 
     _declare_limits(app, settings)
     if not settings.web.api_token:
@@ -83,3 +96,13 @@ def _declare_no_auth(app: OpenAPI) -> None:
                 operation.pop("security", None)
                 operation.get("responses", {}).pop("401", None)
     spec.get("components", {}).pop("securitySchemes", None)
+
+
+def _flower_url(settings: Settings) -> str:
+    """Where the page links to Flower: the host the browser used, on Flower's port."""
+    from flask import request
+
+    host = settings.flower.host
+    if host in ("0.0.0.0", "::", ""):
+        host = request.host.rsplit(":", 1)[0]
+    return f"http://{host}:{settings.flower.port}/"

@@ -14,11 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from visionnet.core.datafiles import archive_root, archive_upload_path
 from visionnet.core.jobtypes import InputKind
 from visionnet.web.api.common import allowed_path
 from visionnet.web.errors import APIError
 from visionnet.web.services import Services
-from visionnet.web.uploads import read_image_upload
+from visionnet.web.uploads import read_image_upload, save_archive_upload
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ def images_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
 
 
 def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    upload = getattr(req, "archive", None)
+    if upload is not None:
+        # Unpacked by the planner under the data directory, then walked like a folder.
+        saved = save_archive_upload(upload, archive_upload_path(svc.settings, job_id))
+        return JobInput(0, {"root": str(archive_root(svc.settings, job_id)), "archive": str(saved)})
     given: str = req.source.path  # type: ignore[attr-defined]
     root = allowed_path(given)
     if not Path(root).exists():

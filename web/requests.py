@@ -61,7 +61,7 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
         },
         FileField("files", many=True),
     ),
-    InputKind.FOLDER: ({"source": (IndexSource, ...)}, None),
+    InputKind.FOLDER: ({"source": (IndexSource, ...)}, FileField("archive", many=False)),
     InputKind.QUERY: (
         {
             "image_id": (
@@ -91,7 +91,11 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
     ),
     InputKind.COLLECTION: ({}, None),
 }
-_FILE_DESCRIPTIONS = {"files": "One or more image files.", "image": "Query image."}
+_FILE_DESCRIPTIONS = {
+    "files": "One or more image files.",
+    "image": "Query image.",
+    "archive": "A zip or tar archive of images (tar may be gzip, bzip2 or xz compressed).",
+}
 
 
 def request_models(spec: JobTypeSpec) -> RequestModels:
@@ -125,7 +129,7 @@ def _form_fields(params: type[BaseModel]) -> dict[str, Any]:
         if type(None) in args and len(args) == 2:
             (inner,) = (a for a in args if a is not type(None))
             # Constraints (ge=1) go on the value type, or the union drops them.
-            value: Any = Annotated[inner, *info.metadata]
+            value: Any = Annotated[inner, *info.metadata] if info.metadata else inner
             absent: Any = SkipJsonSchema[None]  # type: ignore[misc]
             fields[name] = (
                 value | absent,

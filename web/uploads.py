@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import io
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
 from visionnet.web.errors import APIError
+
+ARCHIVE_BLOCK = 1 << 20
 
 
 def read_image_upload(upload: FileStorage) -> bytes:
@@ -29,3 +35,26 @@ def read_image_upload(upload: FileStorage) -> bytes:
     except (OSError, ValueError, SyntaxError) as exc:
         raise APIError(400, "bad_request", f"file {name!r} is not a readable image: {exc}") from exc
     return data
+
+
+def save_archive_upload(upload: FileStorage, target: Path) -> Path:
+    """Stream an uploaded archive to ``target`` (never whole in memory); 400 unless a zip or tar.
+
+    The worker unpacks it (and checks every entry); here only the kind is checked,
+    so a wrong file is refused before anything is queued.
+    """
+    name = upload.filename or "archive"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as out:
+        shutil.copyfileobj(upload.stream, out, ARCHIVE_BLOCK)
+    if target.stat().st_size == 0:
+        target.unlink()
+        raise APIError(400, "bad_request", f"file {name!r} is empty")
+    try:
+        ok = zipfile.is_zipfile(target) or tarfile.is_tarfile(target)
+    except (OSError, tarfile.TarError, EOFError):
+        ok = False
+    if not ok:
+        target.unlink()
+        raise APIError(400, "bad_request", f"file {name!r} is not a zip or tar archive")
+    return target

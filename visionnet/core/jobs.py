@@ -12,13 +12,14 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import redis
 
+from visionnet.core import metrics
 from visionnet.core.jobtypes import job_type as job_type_spec
 
 PREFIX = "visionnet:job:"
@@ -36,10 +37,11 @@ class JobState(StrEnum):
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
-# KEYS: job hash, chunk set, error list, planned set, rate samples.
+# KEYS: job hash, chunk set, error list, planned set, rate samples, metrics hash.
 # ARGV: chunk no, indexed, skipped, failed, now, ttl, max errors, stages JSON,
 # worker name, errors JSON...
-_RECORD_CHUNK = """
+_RECORD_CHUNK = (
+    """
 local job, chunks, errs = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call('HGET', job, 'state')
 if not state then return -1 end
@@ -53,9 +55,18 @@ if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
   -- (time, done) samples, for the rate over the last minute and the ETA.
   redis.call('RPUSH', KEYS[5], ARGV[5] .. ' ' .. done_now)
   redis.call('LTRIM', KEYS[5], -256, -1)
-  for stage, seconds in pairs(cjson.decode(ARGV[8])) do
+  local stages = cjson.decode(ARGV[8])
+  for stage, seconds in pairs(stages) do
     redis.call('HINCRBYFLOAT', job, 'stage_s:' .. stage, seconds)
   end
+  -- Service-wide counters (visionnet.core.metrics), once per chunk like the rest.
+  local m = KEYS[6]
+  redis.call('HINCRBY', m, 'images:indexed', ARGV[2])
+  redis.call('HINCRBY', m, 'images:skipped', ARGV[3])
+  redis.call('HINCRBY', m, 'images:failed', ARGV[4])
+"""
+    + metrics.LUA_COUNT_CHUNK
+    + """
   -- Which worker embedded how many chunks (several hosts can share one job).
   if ARGV[9] ~= '' then redis.call('HINCRBY', job, 'worker:' .. ARGV[9], 1) end
   local keep = tonumber(ARGV[7])
@@ -75,10 +86,13 @@ local total = tonumber(redis.call('HGET', job, 'chunks_total') or '0')
 local done = tonumber(redis.call('HGET', job, 'chunks_done') or '0')
 if done < total then return 0 end
 redis.call('HSET', job, 'state', 'succeeded', 'finished_at', ARGV[5])
+redis.call('HINCRBY', KEYS[6], 'finished:' .. redis.call('HGET', job, 'type') .. ':succeeded', 1)
 return 1
 """
+)
 
-# Sets the state only if the job is not final yet. KEYS: job. ARGV: state, now, ttl, [k, v]...
+# Sets the state only if the job is not final yet.
+# KEYS: job, metrics hash. ARGV: state, now, ttl, [k, v]...
 _TRANSITION = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
@@ -86,6 +100,8 @@ if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  local kind = redis.call('HGET', KEYS[1], 'type') or 'unknown'
+  redis.call('HINCRBY', KEYS[2], 'finished:' .. kind .. ':' .. ARGV[1], 1)
 end
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
@@ -143,7 +159,12 @@ return value
 DELIVERY_PREFIX = "visionnet:delivery:"
 
 # Per-file errors that no retry can change: the bytes themselves are the problem.
-PERMANENT_ERRORS = ("not an image format we read", "too many pixels", "corrupt image")
+PERMANENT_ERRORS = (
+    "not an image format we read",
+    "too many pixels",
+    "corrupt image",
+    "refused archive entry",
+)
 
 
 def is_permanent(error: str) -> bool:
@@ -221,6 +242,7 @@ class JobStore:
         )
         pipe.expire(key, self._ttl)
         pipe.zadd(INDEX, {job_id: float(_now())})
+        pipe.hincrby(metrics.KEY, f"submitted:{spec.name}", 1)
         pipe.execute()
         return job_id
 
@@ -296,7 +318,7 @@ class JobStore:
         args: list[Any] = [state.value, _now(), self._ttl]
         for name, value in fields.items():
             args += [name, value if isinstance(value, str | int | float) else json.dumps(value)]
-        return int(self._transition(keys=[self.key(job_id)], args=args)) == 1
+        return int(self._transition(keys=[self.key(job_id), metrics.KEY], args=args)) == 1
 
     def start(self, job_id: str) -> bool:
         """Mark a job running; False if it was cancelled or expired before it ran."""
@@ -365,7 +387,7 @@ class JobStore:
             report.worker,
             *[json.dumps(e) for e in report.errors],
         ]
-        keys = [key, *self._aux_keys(job_id)]
+        keys = [key, *self._aux_keys(job_id), metrics.KEY]
         out = self._record_chunk(keys=keys, args=args)
         return int(out) == 1
 
@@ -375,6 +397,17 @@ class JobStore:
             return False
         # An empty report for a chunk number no planner uses re-runs the completion check.
         return self.record_chunk(job_id, ChunkReport(-1, 0, 0, 0, []))
+
+    def counters(self) -> dict[str, float]:
+        """The service-wide counters (``visionnet.core.metrics``)."""
+        return metrics.read(self._r)
+
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Messages waiting per queue (the Redis broker keeps each queue as a list)."""
+        pipe = self._r.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        return {q: int(n) for q, n in zip(queues, pipe.execute(), strict=True)}
 
     def delete(self, job_id: str) -> None:
         """Remove a job's record; workers that still hold its tasks find no record and stop."""

@@ -38,11 +38,11 @@ def api_blueprint(name: str, tag: str, description: str) -> APIBlueprint:
         abp_tags=[Tag(name=tag, description=description)],
         abp_security=BEARER,
     )
-    bp.before_request(_require_token)
+    bp.before_request(require_token)
     return bp
 
 
-def _require_token() -> None:
+def require_token() -> None:
     token = services().settings.web.api_token
     if not token:
         return
@@ -133,7 +133,7 @@ def parse_request(models: RequestModels) -> BaseModel:
 
 def allowed_path(path: str) -> str:
     try:
-        return str(resolve_allowed(path, services().settings.resolved_roots))
+        return str(resolve_allowed(path, services().settings.readable_roots))
     except PathNotAllowedError as exc:
         # Outside the roots this deployment may read: forbidden, whatever the path.
         raise APIError(403, "path_not_allowed", str(exc)) from exc

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import send_file
 
-from visionnet.core.exports import export_path
+from visionnet.core.datafiles import export_path
 from visionnet.core.jobs import FINAL_STATES, JobState, is_job_id, is_permanent, new_job_id
 from visionnet.core.jobtypes import job_type
 from visionnet.web.api.common import ERRORS, accepted, api_blueprint

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flask import request
 from pydantic import BaseModel
 
 from visionnet.core.jobs import new_job_id
-from visionnet.core.jobtypes import JOB_TYPES, JobTypeSpec
+from visionnet.core.jobtypes import JOB_TYPES, InputKind, JobTypeSpec
 from visionnet.web.api.common import (
     ERRORS,
     PATH_ERRORS,
@@ -39,6 +40,9 @@ def submit_endpoint(spec: JobTypeSpec) -> Callable[[], Any]:
 
     def submit() -> Any:
         svc = services()
+        if spec.input is InputKind.FOLDER and request.mimetype == "multipart/form-data":
+            # An archive upload: larger than other bodies, streamed to disk.
+            request.max_content_length = svc.settings.web.max_archive_bytes
         req = parse_request(models)
         params = params_of(spec, req)
         if spec.k_param:

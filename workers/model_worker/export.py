@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from celery import shared_task
 
-from visionnet.core.exports import export_path, sweep
+from visionnet.core.datafiles import export_path, sweep
 from visionnet.core.jobs import JobState
 from visionnet.core.jobtypes import ExportParams, job_type
 from visionnet.workers.model_worker.context import ModelTask

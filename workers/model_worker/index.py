@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 from celery import shared_task
 
-from visionnet.core.jobs import JobState
+from visionnet.core.datafiles import sweep
+from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.core.jobtypes import IndexParams, job_type
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
 from visionnet.workers.commit import commit_chunks
+from visionnet.workers.model_worker.archives import ArchiveError, unpack
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.reader import FileError, RawFile, decode_sized, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
@@ -46,6 +48,7 @@ def plan_index(
     paths: list[str] | None = None,
     after: str | None = None,
     next_chunk: int = 0,
+    archive: str | None = None,
 ) -> None:
     """Walk ``root`` (or take ``paths``: a retry) and enqueue chunks, a step at a time.
 
@@ -54,6 +57,9 @@ def plan_index(
     million files never has more than a step of chunks queued: other jobs'
     chunks interleave with its own, a cancel stops the walk at the next step, and
     the planner never holds the whole listing.
+
+    ``archive``: an uploaded archive to unpack into ``root`` first; its refused
+    entries are chunk 0's failures, and the walk's chunks count from 1.
     """
     index_params = IndexParams.model_validate(params)
     collection = index_params.collection
@@ -67,6 +73,10 @@ def plan_index(
     if not started:
         return  # cancelled (or expired): no more walking
     settings = ctx.settings
+    if archive is not None and next_chunk == 0:
+        if not _unpack_upload(self, job_id, Path(archive), Path(root)):
+            return
+        next_chunk = 1
     if paths is not None:
         files: Iterator[str] = iter(paths[paths.index(after) + 1 :] if after else paths)
     else:
@@ -91,6 +101,41 @@ def plan_index(
         _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection, classify)
         last = chunk[-1]
     ctx.jobs.finish_planning(job_id)
+
+
+def _unpack_upload(task: ModelTask, job_id: str, upload: Path, root: Path) -> bool:
+    """Unpack the job's uploaded archive once; False if it is refused (the job failed)."""
+    ctx = task.ctx
+    jobs = ctx.settings.jobs
+    if not jobs.keep_archives:
+        sweep(root.parent, ctx.settings.result_ttl_s)
+    sweep(upload.parent, ctx.settings.result_ttl_s)
+    if not upload.exists():
+        return True  # a redelivered planner: unpacked and counted already
+    try:
+        unpacked = unpack(
+            upload,
+            root,
+            max_bytes=jobs.archive_max_unpacked_bytes,
+            max_entries=jobs.archive_max_entries,
+        )
+    except ArchiveError as exc:
+        upload.unlink(missing_ok=True)
+        ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
+        return False
+    log.info(
+        "job %s: unpacked %d files (%d bytes), refused %d entries",
+        job_id,
+        unpacked.files,
+        unpacked.bytes,
+        len(unpacked.refused),
+    )
+    if unpacked.refused:
+        refused = len(unpacked.refused)
+        ctx.jobs.plan_chunk(job_id, 0, refused)
+        ctx.jobs.record_chunk(job_id, ChunkReport(0, 0, 0, refused, unpacked.refused))
+    upload.unlink(missing_ok=True)
+    return True
 
 
 def _enqueue_chunk(
@@ -172,7 +217,7 @@ def embed_chunk(
 
     # Stage 1, in the reader threads: read and hash every file of the chunk.
     start = time.perf_counter()
-    roots = ctx.settings.resolved_roots
+    roots = ctx.settings.readable_roots
     fresh: dict[str, RawFile] = {}
     for raw in pool.map(lambda p: read_path(p, roots), paths):
         if isinstance(raw, FileError):

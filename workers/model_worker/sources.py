@@ -21,4 +21,4 @@ def fetch(source: Source, ctx: WorkerContext) -> RawFile | FileError:
         if data is None:
             return FileError(name, "upload expired before the job ran")
         return RawFile(name, data)
-    return read_path(source["path"], ctx.settings.resolved_roots)
+    return read_path(source["path"], ctx.settings.readable_roots)

@@ -1,0 +1,166 @@
+"""Planning an index job of 1,000,000 file names: memory and time to the first chunk.
+
+Runs the planner's own walk (``iter_images`` + ``chunked``, resumed from the
+last file every ``jobs.plan_ahead_chunks`` chunks, as ``plan_index`` does) over
+empty files made by the script, in two layouts: nested (1,000 folders of 1,000)
+and flat (one folder of 1,000,000). Beside it, the naive plan: list every path,
+then chunk. Peak memory is Python's allocations during the run (tracemalloc).
+
+    python -m bench.planning --files 1000000 --workdir /tmp/plan-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.report import spread, write_report
+from visionnet.workers.model_worker.walk import chunked, iter_images
+
+EXTS = [".jpg"]
+
+
+def make_tree(root: Path, files: int, per_dir: int) -> None:
+    marker = root / f".made-{files}"
+    if marker.exists():
+        return
+    for d in range(0, files, per_dir):
+        folder = root / f"d{d // per_dir:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(d, min(d + per_dir, files)):
+            (folder / f"img_{i:07d}.jpg").touch()
+    marker.touch()
+
+
+def stepped_plan(root: Path, chunk: int, step: int, first_only: bool) -> dict[str, Any]:
+    """The planner's walk: ``step`` chunks, then resume after the last file."""
+    start = time.perf_counter()
+    first: float | None = None
+    files = steps = 0
+    after: str | None = None
+    while True:
+        steps += 1
+        last = None
+        for offset, names in enumerate(chunked(iter_images(root, EXTS, after=after), chunk)):
+            if first is None:
+                first = time.perf_counter() - start
+                if first_only:
+                    return {"first_chunk_s": first, "files": len(names), "steps": 1}
+            files += len(names)
+            last = names[-1]
+            if offset + 1 == step:
+                break
+        else:
+            break  # the walk ended inside this step
+        after = last
+    return {
+        "first_chunk_s": first,
+        "total_s": time.perf_counter() - start,
+        "files": files,
+        "steps": steps,
+    }
+
+
+def naive_plan(root: Path, chunk: int, first_only: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    paths = sorted(str(p) for p in root.rglob("*.jpg"))
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    first = time.perf_counter() - start
+    return {"first_chunk_s": first, "total_s": first, "files": sum(len(c) for c in chunks)}
+
+
+def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    tracemalloc.start()
+    out = run()
+    out["peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return out
+
+
+def run_layout(console: Console, args: argparse.Namespace, label: str, per_dir: int) -> Any:
+    root = args.workdir / f"{'flat' if per_dir == args.files else 'nested'}-{args.files}"
+    t = time.perf_counter()
+    make_tree(root, args.files, per_dir)
+    console.print(f"{label}: tree ready in {time.perf_counter() - t:.0f} s")
+    runs: dict[str, list[dict[str, Any]]] = {"first": [], "stepped": [], "naive": []}
+    for _ in range(args.repeats):
+        runs["first"].append(
+            measured(lambda: stepped_plan(root, args.chunk, args.step, first_only=True))
+        )
+        runs["naive"].append(measured(lambda: naive_plan(root, args.chunk, first_only=False)))
+    # The whole stepped walk once: it re-lists a folder at every step.
+    runs["stepped"].append(
+        measured(lambda: stepped_plan(root, args.chunk, args.step, first_only=False))
+    )
+    return {
+        "first_chunk_s": spread([r["first_chunk_s"] for r in runs["first"]]),
+        "first_step_peak_mb": spread([r["peak_mb"] for r in runs["first"]]),
+        "whole_walk": runs["stepped"][0],
+        "naive_first_chunk_s": spread([r["first_chunk_s"] for r in runs["naive"]]),
+        "naive_peak_mb": spread([r["peak_mb"] for r in runs["naive"]]),
+    }
+
+
+def _print(console: Console, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    table = Table(title=f"planning {args.files:,} names (chunk {args.chunk}, step {args.step})")
+    for col in (
+        "layout",
+        "first chunk s (min/med)",
+        "peak MB, first step",
+        "whole walk s / steps / peak MB",
+        "naive: first chunk s",
+        "naive peak MB",
+    ):
+        table.add_column(col)
+    for label, r in results.items():
+        w = r["whole_walk"]
+        table.add_row(
+            label,
+            f"{r['first_chunk_s']['min']:.3f} / {r['first_chunk_s']['median']:.3f}",
+            f"{r['first_step_peak_mb']['median']:.1f}",
+            f"{w['total_s']:.1f} / {w['steps']} / {w['peak_mb']:.1f}",
+            f"{r['naive_first_chunk_s']['median']:.1f}",
+            f"{r['naive_peak_mb']['median']:.0f}",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/plan-bench"))
+    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--step", type=int, default=16, help="jobs.plan_ahead_chunks")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/planning.json"))
+    args = ap.parse_args()
+    console = Console()
+    layouts = {"nested (1,000 per folder)": 1000, "flat (one folder)": args.files}
+    results: dict[str, Any] = {}
+    for label, per_dir in layouts.items():
+        results[label] = run_layout(console, args, label, per_dir)
+    _print(console, args, results)
+    write_report(
+        args.out,
+        {
+            "command": f"python -m bench.planning --files {args.files} --workdir {args.workdir}",
+            "files": args.files,
+            "chunk": args.chunk,
+            "step": args.step,
+            "cpu_count": os.cpu_count(),
+            "results": results,
+        },
+        console,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+// VisionNet's page: plain JavaScript on the JSON API, no build step, works offline.
+"use strict";
+
+const API = "/api/v1";
+const TOKEN_KEY = "visionnet-token";
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const $ = (sel, root = document) => root.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+// --- API access -----------------------------------------------------------
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+async function api(path, init = {}) {
+  init.headers = { ...(init.headers || {}), ...authHeaders() };
+  const r = await fetch(API + path, init);
+  const body = r.status === 204 ? null : await r.json().catch(() => null);
+  if (!r.ok) {
+    if (r.status === 401) askToken();
+    const msg = body && body.message ? body.message : `HTTP ${r.status}`;
+    throw new Error(msg);
+  }
+  return body;
+}
+
+const postJson = (path, body) =>
+  api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+function showError(err) {
+  const box = $("#alert");
+  box.textContent = err instanceof Error ? err.message : String(err);
+  box.hidden = false;
+}
+function clearError() { $("#alert").hidden = true; }
+
+async function waitJob(id, onUpdate) {
+  let delay = 150;
+  for (;;) {
+    const job = await api(`/jobs/${id}`);
+    if (onUpdate) onUpdate(job);
+    if (FINAL.has(job.state)) return job;
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 1.5, 1000);
+  }
+}
+
+// A thumbnail of an indexed image: by id only (the API never serves a path).
+function thumb(id, alt) {
+  const img = el("img", { alt, loading: "lazy", width: 256, height: 256 });
+  const url = `${API}/images/${id}/thumbnail?size=256`;
+  if (!sessionStorage.getItem(TOKEN_KEY)) {
+    img.src = url;
+  } else {  // an <img> cannot send the token: fetch it, show the blob
+    fetch(url, { headers: authHeaders() })
+      .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.statusText))))
+      .then((b) => { img.src = URL.createObjectURL(b); })
+      .catch(() => { img.alt = alt + " (no thumbnail)"; });
+  }
+  return img;
+}
+
+// --- classify and similar images --------------------------------------------
+function labelList(predictions) {
+  return el("ul", { class: "labels" }, predictions.map((p) =>
+    el("li", {},
+      el("span", {}, p.label),
+      el("span", { class: "bar", role: "img", "aria-label": `${(p.score * 100).toFixed(1)}%` },
+        el("span", { style: `width:${(p.score * 100).toFixed(1)}%` })),
+      el("span", {}, `${(p.score * 100).toFixed(1)}%`))));
+}
+
+function hitGrid(hits) {
+  if (!hits.length) return el("p", { class: "muted" }, "No similar images in this collection.");
+  return el("ul", { class: "grid", "aria-label": "Similar images" }, hits.map((h) =>
+    el("li", {},
+      el("button", { class: "hit", type: "button", title: `Search with ${h.path}`,
+                     onclick: () => searchById(h.id, h.path) },
+        thumb(h.id, h.path),
+        el("div", { class: "cap" },
+          el("span", { class: "score" }, h.score.toFixed(3)), " ",
+          el("span", { class: "path" }, h.path),
+          h.label ? el("div", { class: "muted" }, h.label) : null)))));
+}
+
+async function classifyFiles(files) {
+  const form = new FormData();
+  for (const f of files) form.append("files", f, f.name);
+  form.append("top_k", "5");
+  const { job_id } = await api("/classify", { method: "POST", body: form });
+  const job = await waitJob(job_id);
+  if (job.state !== "succeeded") throw new Error(job.error || `classify ${job.state}`);
+  return job.result.images;
+}
+
+async function searchUpload(file) {
+  const collection = $("#lookup-collection").value;
+  if (!collection) return null;
+  const form = new FormData();
+  form.append("image", file, file.name);
+  form.append("k", $("#lookup-k").value);
+  form.append("collection", collection);
+  const { job_id } = await api("/search", { method: "POST", body: form });
+  const job = await waitJob(job_id);
+  if (job.state !== "succeeded") throw new Error(job.error || `search ${job.state}`);
+  return job.result.hits;
+}
+
+async function lookup(files) {
+  clearError();
+  const out = $("#lookup-result");
+  out.replaceChildren(el("p", { class: "muted" }, `Working on ${files.length} image(s)…`));
+  try {
+    if (files.length === 1) {
+      const [file] = files;
+      const [images, hits] = await Promise.all([classifyFiles(files), searchUpload(file)]);
+      const image = images[0];
+      out.replaceChildren(el("div", { class: "query" },
+        el("img", { class: "preview", src: URL.createObjectURL(file), alt: file.name }),
+        el("div", {}, el("h3", {}, file.name),
+          image.error ? el("p", { class: "error" }, `${image.name}: ${image.error}`) : labelList(image.predictions))),
+        hits === null ? el("p", { class: "muted" }, "Index a collection to see similar images.")
+                      : hitGrid(hits));
+    } else {
+      const images = await classifyFiles(files);
+      out.replaceChildren(el("ul", { class: "grid gallery", "aria-label": "Classified images" },
+        images.map((image, i) => el("li", {},
+          el("img", { src: URL.createObjectURL(files[i]), alt: image.name }),
+          el("div", { class: "cap" }, el("strong", {}, image.name),
+            image.error ? el("p", { class: "error" }, image.error) : labelList(image.predictions.slice(0, 3)))))));
+    }
+  } catch (err) {
+    out.replaceChildren();
+    showError(err);
+  }
+}
+
+async function searchById(id, path) {
+  clearError();
+  const out = $("#lookup-result");
+  try {
+    const body = { image_id: id, k: Number($("#lookup-k").value), collection: $("#lookup-collection").value };
+    const job = await waitJob((await postJson("/search", body)).job_id);
+    if (job.state !== "succeeded") throw new Error(job.error || `search ${job.state}`);
+    out.replaceChildren(el("div", { class: "query" }, thumb(id, path),
+      el("div", {}, el("h3", {}, "Similar to"), el("p", {}, path))), hitGrid(job.result.hits));
+    out.scrollIntoView({ behavior: "smooth", block: "start" });
+  } catch (err) { showError(err); }
+}
+
+function setupDrop() {
+  const drop = $("#drop"), input = $("#files");
+  const take = (list) => { const files = [...list].filter((f) => f.size >= 0); if (files.length) lookup(files); };
+  input.addEventListener("change", () => take(input.files));
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); take(e.dataTransfer.files); });
+}
+
+// --- index jobs -------------------------------------------------------------
+const fmtRate = (p) => (p.files_per_s ? `${Math.round(p.files_per_s)} img/s` : "");
+const fmtEta = (p) => (p.eta_s !== null && p.eta_s !== undefined ? `ETA ${Math.round(p.eta_s)} s` : "");
+
+function jobCard(id) {
+  const card = el("article", { class: "job", "data-job": id, "aria-live": "polite" });
+  $("#job-cards").prepend(card);
+  const render = (job) => {
+    const p = job.progress;
+    const active = !FINAL.has(job.state);
+    const errors = (job.result && job.result.errors) || [];
+    card.replaceChildren(...[
+      el("div", { class: "row" },
+        el("strong", {}, `${job.type} `), el("span", { class: `state state-${job.state}` }, job.state),
+        el("span", { class: "muted" }, id)),
+      el("progress", { max: Math.max(p.total, 1), value: p.done, "aria-label": `${p.done} of ${p.total}` }),
+      el("div", { class: "row" },
+        el("span", { class: "counts" }, `${p.done} / ${p.total} done`),
+        p.indexed !== undefined ? el("span", {}, `${p.indexed} new, ${p.skipped} already stored`) : null,
+        p.failed ? el("span", { class: "state-failed" }, `${p.failed} failed`) : null,
+        el("span", {}, fmtRate(p)), el("span", {}, active ? fmtEta(p) : ""),
+        active ? el("button", { class: "danger", type: "button", onclick: () => cancel(id) }, "Cancel") : null,
+        !active && job.type === "index" && p.failed
+          ? el("button", { class: "secondary", type: "button", onclick: () => retry(id) }, "Retry failed") : null),
+      job.error ? el("p", { class: "state-failed" }, job.error) : null,
+      errors.length ? el("ul", { class: "failures", "aria-label": "Failed files" },
+        errors.map((e) => el("li", {}, `${e.path}: ${e.error}`))) : null,
+    ].filter(Boolean));  // replaceChildren would print a null as "null"
+  };
+  waitJob(id, render).then(() => { refreshJobs(); refreshCollections(); }).catch(showError);
+}
+
+async function cancel(id) {
+  try { await api(`/jobs/${id}/cancel`, { method: "POST" }); } catch (err) { showError(err); }
+}
+async function retry(id) {
+  try { jobCard((await api(`/jobs/${id}/retry`, { method: "POST" })).job_id); } catch (err) { showError(err); }
+}
+
+function setupIndexForm() {
+  $("#index-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearError();
+    const f = new FormData(e.target);
+    const archive = f.get("archive");
+    const classify = f.get("classify") === "on";
+    try {
+      let accepted;
+      if (archive && archive.size) {
+        const form = new FormData();
+        form.append("archive", archive, archive.name);
+        form.append("collection", f.get("collection"));
+        form.append("classify", classify ? "true" : "false");
+        accepted = await api("/index", { method: "POST", body: form });
+      } else if (f.get("path")) {
+        accepted = await postJson("/index", { source: { path: f.get("path") }, collection: f.get("collection"), classify });
+      } else {
+        throw new Error("Give a folder on the server or choose an archive to upload.");
+      }
+      jobCard(accepted.job_id);
+      refreshJobs();
+    } catch (err) { showError(err); }
+  });
+}
+
+// --- lists ------------------------------------------------------------------
+let cursors = [null];
+function age(created) {
+  const s = Math.max(0, Date.now() / 1000 - Date.parse(created) / 1000);
+  return s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+}
+async function refreshJobs(cursor = cursors[cursors.length - 1]) {
+  try {
+    const page = await api(`/jobs?limit=10${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`);
+    $("#jobs tbody").replaceChildren(...page.jobs.map((j) => el("tr", {},
+      el("td", {}, j.type), el("td", { class: `state-${j.state}` }, j.state),
+      el("td", {}, `${j.progress.done}/${j.progress.total}${j.progress.failed ? ` (${j.progress.failed} failed)` : ""}`),
+      el("td", {}, age(j.created_at)),
+      el("td", { class: "id" }, el("button", { class: "secondary", type: "button", onclick: () => jobCard(j.id) }, j.id.slice(0, 8))))));
+    $("#jobs-more").disabled = !page.next_cursor;
+    $("#jobs-more").onclick = () => { cursors.push(page.next_cursor); refreshJobs(page.next_cursor); };
+  } catch (err) { showError(err); }
+}
+
+async function refreshCollections() {
+  try {
+    const { collections } = await api("/collections");
+    const select = $("#lookup-collection");
+    const chosen = select.value;
+    select.replaceChildren(...collections.map((c) => el("option", { value: c.name }, `${c.name} (${c.count})`)));
+    if (chosen && collections.some((c) => c.name === chosen)) select.value = chosen;
+    $("#collections tbody").replaceChildren(...collections.map((c) => el("tr", {},
+      el("td", {}, c.name), el("td", {}, String(c.count)), el("td", {}, c.model), el("td", {}, String(c.dim)),
+      el("td", {}, el("button", { class: "danger", type: "button", onclick: () => dropCollection(c.name) }, "Delete")))));
+  } catch (err) { showError(err); }
+}
+
+async function dropCollection(name) {
+  if (!confirm(`Delete collection "${name}" and all its vectors? This cannot be undone.`)) return;
+  try { await api(`/collections/${name}`, { method: "DELETE" }); refreshCollections(); } catch (err) { showError(err); }
+}
+
+// --- start ------------------------------------------------------------------
+function askToken() {
+  const form = $("#token-form");
+  form.hidden = false;
+  $("#token").focus();
+}
+
+function start() {
+  setupDrop();
+  setupIndexForm();
+  $("#jobs-first").addEventListener("click", () => { cursors = [null]; refreshJobs(null); });
+  $("#token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value);
+    $("#token-form").hidden = true;
+    clearError();
+    refreshJobs(); refreshCollections();
+  });
+  if (document.body.dataset.tokenRequired === "true" && !sessionStorage.getItem(TOKEN_KEY)) {
+    askToken();
+    return;
+  }
+  refreshJobs();
+  refreshCollections();
+}
+
+document.addEventListener("DOMContentLoaded", start);
