@@ -68,7 +68,9 @@ def main() -> None:
                 "() => [...document.querySelectorAll('#lookup-result .grid img')]"
                 ".every(i => i.complete && i.naturalWidth > 0)"
             )
-            page.locator("main > section").first.screenshot(path=str(args.out / "page-search.png"))
+            page.locator("main > section").first.screenshot(
+                path=str(args.out / "page-search.jpg"), quality=82
+            )
 
             page.fill("#index-form input[name=path]", str(bulk))
             page.fill("#index-form input[name=collection]", "cifar")
@@ -84,7 +86,6 @@ def main() -> None:
             time.sleep(1)
             page.locator("main > section").nth(1).screenshot(path=str(args.out / "page-index.png"))
             page.locator("main > section").nth(2).screenshot(path=str(args.out / "page-jobs.png"))
-            page.screenshot(path=str(args.out / "page-full.png"), full_page=True)
 
             flower_url = page.get_attribute("#flower-link", "href")
             if flower_url:
@@ -93,7 +94,7 @@ def main() -> None:
                 time.sleep(2)
                 page.screenshot(path=str(args.out / "flower-workers.png"))
             browser.close()
-    for shot in sorted(args.out.glob("*.png")):
+    for shot in sorted(args.out.glob("*.*")):
         print(shot, shot.stat().st_size)
 
 
