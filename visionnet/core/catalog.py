@@ -6,8 +6,10 @@ only indexed files) need an image's path and size at once, from any host. The
 writer that stores a row records it here in the same commit (before the
 chunk's report, so a crash re-runs both), and deletes go to both.
 
-One hash per collection, the image id to a compact JSON list; about 250 bytes
-of Redis memory per image (``bench/large_job.py`` measures Redis' peak).
+One hash per collection, the image id to a compact JSON list. Measured: 205
+bytes of Redis memory per image (``MEMORY USAGE`` of the hash after indexing
+the 10,000 CIFAR-10 test images, paths of about 48 characters), so about 200 MB
+per million images with paths like those; longer paths cost their length.
 """
 
 from __future__ import annotations
