@@ -4,7 +4,8 @@ Runs the planner's own walk (``iter_images`` + ``chunked``, resumed from the
 last file every ``jobs.plan_ahead_chunks`` chunks, as ``plan_index`` does) over
 empty files made by the script, in two layouts: nested (1,000 folders of 1,000)
 and flat (one folder of 1,000,000). Beside it, the naive plan: list every path,
-then chunk. Peak memory is Python's allocations during the run (tracemalloc).
+then chunk. Peak memory is Python's allocations during one step (tracemalloc), measured
+apart from the timings.
 
     python -m bench.planning --files 1000000 --workdir /tmp/plan-bench
 """
@@ -49,7 +50,8 @@ def stepped_plan(root: Path, chunk: int, step: int, first_only: bool) -> dict[st
     while True:
         steps += 1
         last = None
-        for offset, names in enumerate(chunked(iter_images(root, EXTS, after=after), chunk)):
+        walk = iter_images(root, EXTS, after=after, limit=step * chunk + 1)  # as plan_index
+        for offset, names in enumerate(chunked(walk, chunk)):
             if first is None:
                 first = time.perf_counter() - start
                 if first_only:
@@ -86,26 +88,26 @@ def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_layout(console: Console, args: argparse.Namespace, label: str, per_dir: int) -> Any:
+    """Times without tracemalloc (it slows Python-level loops several times); memory
+    from separate runs under it."""
     root = args.workdir / f"{'flat' if per_dir == args.files else 'nested'}-{args.files}"
     t = time.perf_counter()
     make_tree(root, args.files, per_dir)
     console.print(f"{label}: tree ready in {time.perf_counter() - t:.0f} s")
-    runs: dict[str, list[dict[str, Any]]] = {"first": [], "stepped": [], "naive": []}
-    for _ in range(args.repeats):
-        runs["first"].append(
-            measured(lambda: stepped_plan(root, args.chunk, args.step, first_only=True))
-        )
-        runs["naive"].append(measured(lambda: naive_plan(root, args.chunk, first_only=False)))
-    # The whole stepped walk once: it re-lists a folder at every step.
-    runs["stepped"].append(
-        measured(lambda: stepped_plan(root, args.chunk, args.step, first_only=False))
-    )
+    repeats = range(args.repeats)
+    first = [stepped_plan(root, args.chunk, args.step, first_only=True) for _ in repeats]
+    naive = [naive_plan(root, args.chunk, first_only=False) for _ in repeats]
+    first_mem = measured(lambda: stepped_plan(root, args.chunk, args.step, first_only=True))
+    naive_mem = measured(lambda: naive_plan(root, args.chunk, first_only=False))
+    # The whole walk in steps, once: each step reads the folders it is in again.
+    whole = stepped_plan(root, args.chunk, args.step, first_only=False)
+    console.print(f"{label}: whole walk {whole['total_s']:.1f} s in {whole['steps']} steps")
     return {
-        "first_chunk_s": spread([r["first_chunk_s"] for r in runs["first"]]),
-        "first_step_peak_mb": spread([r["peak_mb"] for r in runs["first"]]),
-        "whole_walk": runs["stepped"][0],
-        "naive_first_chunk_s": spread([r["first_chunk_s"] for r in runs["naive"]]),
-        "naive_peak_mb": spread([r["peak_mb"] for r in runs["naive"]]),
+        "first_chunk_s": spread([r["first_chunk_s"] for r in first]),
+        "first_step_peak_mb": first_mem["peak_mb"],
+        "whole_walk": whole,
+        "naive_first_chunk_s": spread([r["first_chunk_s"] for r in naive]),
+        "naive_peak_mb": naive_mem["peak_mb"],
     }
 
 
@@ -115,8 +117,8 @@ def _print(console: Console, args: argparse.Namespace, results: dict[str, Any]) 
         "layout",
         "first chunk s (min/med)",
         "peak MB, first step",
-        "whole walk s / steps / peak MB",
-        "naive: first chunk s",
+        "whole walk s / steps",
+        "naive: first chunk s (min/med)",
         "naive peak MB",
     ):
         table.add_column(col)
@@ -125,10 +127,10 @@ def _print(console: Console, args: argparse.Namespace, results: dict[str, Any]) 
         table.add_row(
             label,
             f"{r['first_chunk_s']['min']:.3f} / {r['first_chunk_s']['median']:.3f}",
-            f"{r['first_step_peak_mb']['median']:.1f}",
-            f"{w['total_s']:.1f} / {w['steps']} / {w['peak_mb']:.1f}",
-            f"{r['naive_first_chunk_s']['median']:.1f}",
-            f"{r['naive_peak_mb']['median']:.0f}",
+            f"{r['first_step_peak_mb']:.1f}",
+            f"{w['total_s']:.1f} / {w['steps']}",
+            f"{r['naive_first_chunk_s']['min']:.1f} / {r['naive_first_chunk_s']['median']:.1f}",
+            f"{r['naive_peak_mb']:.0f}",
         )
     console.print(table)
 

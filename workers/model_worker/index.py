@@ -77,11 +77,14 @@ def plan_index(
         if not _unpack_upload(self, job_id, Path(archive), Path(root)):
             return
         next_chunk = 1
-    if paths is not None:
-        files: Iterator[str] = iter(paths[paths.index(after) + 1 :] if after else paths)
-    else:
-        files = iter_images(Path(root), settings.jobs.extensions, after=after)
     step = settings.jobs.plan_ahead_chunks
+    files: Iterator[str]
+    if paths is not None:
+        files = iter(paths[paths.index(after) + 1 :] if after else paths)
+    else:
+        # One file more than a step takes: it tells the step that more follow.
+        wanted = step * settings.jobs.chunk_size + 1
+        files = iter_images(Path(root), settings.jobs.extensions, after=after, limit=wanted)
     last: str | None = None
     for offset, chunk in enumerate(chunked(files, settings.jobs.chunk_size)):
         if offset == step:

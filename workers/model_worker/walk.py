@@ -2,43 +2,78 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
-def iter_images(root: Path, extensions: Iterable[str], after: str | None = None) -> Iterator[str]:
-    """Yield image paths in a stable order (depth first, names sorted), from after ``after``.
+def iter_images(
+    root: Path, extensions: Iterable[str], after: str | None = None, limit: int | None = None
+) -> Iterator[str]:
+    """Yield image paths in a stable order, from after ``after``.
 
-    ``after`` resumes a walk where an earlier one stopped, without listing the
-    directories it had finished: a planner of a million files walks in steps.
+    The order: in each directory its files, sorted by name, then its
+    subdirectories, sorted, each walked the same way. ``after`` resumes a walk
+    where an earlier one stopped, without going into the directories it had
+    finished: a planner of a million files walks in steps. ``limit``: at most
+    this many paths are wanted (one step), so a directory is read in one pass
+    keeping only its ``limit`` first names, never its whole listing (a folder of
+    a million files costs a step a pass over it, not a million names in memory).
     A link that leads outside the roots is yielded too: the reader refuses it,
     so it is counted as a per-file error instead of vanishing from the job.
     """
-    wanted = {e.lower() for e in extensions}
-    mark = _walk_key(root, after) if after else None
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        here = _walk_key(root, dirpath, is_dir=True)
-        if mark is not None:
-            # Skip the subdirectories the earlier walk had finished: all of their
-            # files sort before the mark (and the mark is not inside them).
-            dirnames[:] = [d for d in dirnames if not (*here, (1, d)) < mark[: len(here) + 1]]
-        for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() not in wanted:
-                continue
-            if mark is not None and (*here, (0, name)) <= mark:
-                continue
-            yield os.path.join(dirpath, name)
+    wanted = frozenset(e.lower() for e in extensions)
+    mark: list[str] | None = None
+    if after:
+        mark = os.path.relpath(after, root).split(os.sep)
+    budget = [limit if limit is not None else -1]  # -1: unbounded
+    yield from _walk(str(root), wanted, mark, budget)
 
 
-def _walk_key(root: Path, path: str, *, is_dir: bool = False) -> tuple[tuple[int, str], ...]:
-    """A path's place in walk order: a directory's files (0) come before its subdirectories (1)."""
-    rel = os.path.relpath(path, root)
-    parts = [] if rel == "." else rel.split(os.sep)
-    if is_dir:
-        return tuple((1, p) for p in parts)
-    return (*((1, p) for p in parts[:-1]), (0, parts[-1]))
+def _walk(
+    dirpath: str, wanted: frozenset[str], mark: list[str] | None, budget: list[int]
+) -> Iterator[str]:
+    """``mark``: the resume point relative to ``dirpath`` (its last part a file), or None."""
+    files_after = mark[0] if mark is not None and len(mark) == 1 else None
+    # The mark lies in a subdirectory: this directory's files all come before it.
+    skip_files = mark is not None and len(mark) > 1
+    subdirs: list[str] = []
+    names: list[str] = []
+    keep = budget[0]
+    try:
+        with os.scandir(dirpath) as entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    subdirs.append(name)
+                elif (
+                    not skip_files
+                    and os.path.splitext(name)[1].lower() in wanted
+                    and (files_after is None or name > files_after)
+                ):
+                    names.append(name)
+                    if keep >= 0 and len(names) > 4 * keep + 1024:
+                        names = heapq.nsmallest(keep, names)  # bounded: only the first
+    except OSError:
+        return  # unreadable or gone: nothing to yield from it
+    for name in heapq.nsmallest(keep, names) if keep >= 0 else sorted(names):
+        if budget[0] == 0:
+            return
+        budget[0] -= 1
+        yield os.path.join(dirpath, name)
+    into = mark[0] if mark is not None and len(mark) > 1 else None
+    for sub in sorted(subdirs):
+        if into is not None and sub < into:
+            continue  # finished by the earlier walk
+        if budget[0] == 0:
+            return
+        rest = mark[1:] if mark is not None and sub == into else None
+        yield from _walk(os.path.join(dirpath, sub), wanted, rest, budget)
 
 
 def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
