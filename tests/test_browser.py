@@ -113,3 +113,22 @@ def test_a_file_that_is_not_an_image_says_which_and_why(page: Any, tmp_path: Pat
     alert.wait_for(state="visible")
     text = alert.inner_text()
     assert "holiday.jpg" in text and "not an image" in text
+
+
+def test_the_page_fits_a_phone_width_and_works_from_the_keyboard(
+    browser: Any, stack: Stack
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    tab = context.new_page()
+    tab.goto(stack.base + "/")
+    tab.wait_for_load_state("networkidle")
+    overflow = tab.evaluate("() => document.scrollingElement.scrollWidth - window.innerWidth")
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "phone-width.png"), full_page=True)
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone"
+    # The drop zone takes focus and Enter opens the file chooser.
+    tab.focus("#drop")
+    with tab.expect_file_chooser() as chooser:
+        tab.keyboard.press("Enter")
+    assert chooser.value.is_multiple()
+    context.close()
