@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,26 @@ def test_public_listener_needs_credentials(monkeypatch: pytest.MonkeyPatch, sect
     monkeypatch.setenv("VISIONNET_WEB__API_TOKEN", "s3cret")
     monkeypatch.setenv("VISIONNET_FLOWER__BASIC_AUTH", "admin:pw")
     assert Settings().web.api_token == "s3cret"  # type: ignore[call-arg]
+
+
+def test_children_of_the_stack_see_the_embedded_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The store writer flushes Milvus Lite only when it knows the store is the
+    embedded one: the environment the stack gives its children must say so."""
+    from visionnet.stack import child_env
+
+    monkeypatch.setenv("VISIONNET_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VISIONNET_MILVUS__EMBEDDED_PORT", "19999")
+    parent = Settings()  # type: ignore[call-arg]
+    env = child_env(parent)
+    for name in [k for k in os.environ if k.startswith("VISIONNET_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("VISIONNET_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # children may start elsewhere
+    child = Settings()  # type: ignore[call-arg]
+    assert child.milvus_is_lite
+    assert child.effective_milvus_uri == parent.effective_milvus_uri == "http://127.0.0.1:19999"
+    assert child.data_path == parent.data_path

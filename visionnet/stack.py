@@ -224,7 +224,11 @@ def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["VISIONNET_DATA_DIR"] = str(settings.data_path)
     env["VISIONNET_REDIS_URL"] = settings.effective_redis_url
-    env["VISIONNET_MILVUS__URI"] = settings.effective_milvus_uri
+    # The embedded store stays "embedded" for the children (no URI: a URI means a
+    # store of the user's, which the store writer does not flush); its port is pinned.
+    env["VISIONNET_MILVUS__EMBEDDED_PORT"] = str(settings.milvus.embedded_port)
+    if settings.milvus.uri:
+        env["VISIONNET_MILVUS__URI"] = settings.milvus.uri
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

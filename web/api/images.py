@@ -77,7 +77,11 @@ def get_image(path: ImagePath, query: ImageQuery) -> Any:
 
 
 class ThumbnailQuery(BaseModel):
-    size: int = Field(256, description="Longest side in pixels: " + ", ".join(map(str, SIZES)))
+    size: int = Field(
+        256,
+        description="Longest side in pixels: " + ", ".join(map(str, SIZES)),
+        json_schema_extra={"enum": list(SIZES)},
+    )
     collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
 
 
