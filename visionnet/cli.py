@@ -100,6 +100,19 @@ def milvus_server() -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command("catalog-rebuild")
+@click.argument("names", nargs=-1)
+def catalog_rebuild(names: tuple[str, ...]) -> None:
+    """Rebuild the collection list and image catalog in Redis from the vector store
+    (collections indexed before they existed, or after Redis lost its data)."""
+    from visionnet.workers.base import WorkerContext
+    from visionnet.workers.store_writer.rebuild import rebuild_catalog
+
+    counts = rebuild_catalog(WorkerContext(get_settings()), names or None)
+    for name, count in counts.items():
+        click.echo(f"{name}: {count} images")
+
+
 @main.command()
 def web() -> None:
     """Serve the web front end (gunicorn: web.workers processes x web.threads threads)."""

@@ -96,6 +96,10 @@ class VectorStore:
         self._verified: dict[str, tuple[int, str]] = {}
         self._fields: dict[str, frozenset[str]] = {}
 
+    def names(self) -> list[str]:
+        """Every collection in the store."""
+        return sorted(self._client.list_collections(timeout=self._timeout))
+
     def has_collection(self, name: str) -> bool:
         return bool(self._client.has_collection(name, timeout=self._timeout))
 
