@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kombu.exceptions import OperationalError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -89,15 +88,9 @@ class ServiceCollector:
         return family
 
     def _workers(self) -> dict[str, int]:
-        timeout = self._svc.settings.web.health_timeout_s
-        try:
-            active = self._svc.celery.control.inspect(timeout=timeout).active_queues() or {}
-        except OperationalError:
-            active = {}
         counts = dict.fromkeys(QUEUES, 0)
-        for queues in active.values():
-            for queue in queues:
-                counts[queue["name"]] = counts.get(queue["name"], 0) + 1
+        for queue, workers in self._svc.queue_consumers().items():
+            counts[queue] = len(workers)
         return counts
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 from flask import current_app
+from kombu.exceptions import OperationalError
 
 from visionnet.config.settings import Settings
 from visionnet.core.blobs import BlobStore
@@ -45,14 +46,29 @@ class Services:
         }
         celery.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0.2}
         url = settings.effective_redis_url
+        text = connect(url, 3.0)  # one client for the collection registry and the catalog
         return cls(
             settings=settings,
             jobs=JobStore(connect(url, 3.0), settings.result_ttl_s, settings.jobs.max_errors_kept),
             blobs=BlobStore(connect(url, 3.0, decode=False), settings.result_ttl_s),
-            collections=CollectionRegistry(connect(url, 3.0)),
-            catalog=Catalog(connect(url, 3.0)),
+            collections=CollectionRegistry(text),
+            catalog=Catalog(text),
             celery=celery,
         )
+
+    def queue_consumers(self) -> dict[str, list[str]]:
+        """The workers consuming each queue, as Celery's inspect answers within
+        ``web.health_timeout_s`` ({} when the broker is unreachable)."""
+        inspector = self.celery.control.inspect(timeout=self.settings.web.health_timeout_s)
+        try:
+            active = inspector.active_queues() or {}
+        except OperationalError:
+            active = {}
+        consumers: dict[str, list[str]] = {}
+        for worker, queues in active.items():
+            for queue in queues:
+                consumers.setdefault(queue["name"], []).append(worker)
+        return consumers
 
     def send(self, task: str, job_id: str, **kwargs: Any) -> None:
         """Enqueue a job's root task under the job's id, so a cancel can revoke it."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from kombu.exceptions import OperationalError
 
 from visionnet.core.queues import MODEL_WORKER_QUEUES, STORE_QUEUE
 from visionnet.web.api.common import api_blueprint
@@ -34,14 +33,8 @@ def health() -> Any:
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         redis_ok = False
     if redis_ok:
-        inspector = svc.celery.control.inspect(timeout=svc.settings.web.health_timeout_s)
-        try:
-            active = inspector.active_queues() or {}
-        except OperationalError:
-            active = {}
-        for worker, queues in active.items():
-            for queue in queues:
-                consumers.setdefault(queue["name"], []).append(worker)
+        for queue, workers in svc.queue_consumers().items():
+            consumers.setdefault(queue, []).extend(workers)
     ok = redis_ok and all(consumers[q] for q in required)
     body = Health(
         status="ok" if ok else "degraded",
