@@ -8,6 +8,7 @@ these tests are skipped with the reason in the summary, never silently.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,11 @@ def test_the_page_fits_a_phone_width_and_works_from_the_keyboard(
 ) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844})
     tab = context.new_page()
+    # Listen for the chooser before the page loads: Playwright turns Chromium's
+    # file-chooser interception on without waiting for a reply, so a listener added
+    # just before the key press can lose the race on a loaded machine (seen in CI).
+    choosers: list[Any] = []
+    tab.on("filechooser", lambda chooser: choosers.append(chooser))
     tab.goto(stack.base + "/")
     tab.wait_for_load_state("networkidle")
     overflow = tab.evaluate("() => document.scrollingElement.scrollWidth - window.innerWidth")
@@ -128,7 +134,10 @@ def test_the_page_fits_a_phone_width_and_works_from_the_keyboard(
     assert overflow <= 0, f"the page is {overflow}px wider than a phone"
     # The drop zone takes focus and Enter opens the file chooser.
     tab.focus("#drop")
-    with tab.expect_file_chooser() as chooser:
-        tab.keyboard.press("Enter")
-    assert chooser.value.is_multiple()
+    tab.keyboard.press("Enter")
+    deadline = time.monotonic() + 30
+    while not choosers and time.monotonic() < deadline:
+        tab.wait_for_timeout(100)
+    assert choosers, "Enter on the drop zone opened no file chooser"
+    assert choosers[0].is_multiple()
     context.close()
