@@ -13,9 +13,12 @@ and measures:
 * near-duplicate recall@1: index originals, query with resized, recompressed,
   90%-cropped and flipped copies, count how often the original comes first;
   on ``--neardup-dir`` (gallery: its own images) and on a sample of the labeled
-  folder (gallery: the whole labeled folder).
+  folder (gallery: the whole labeled folder);
+* images/s of the embedder called directly on decoded images, with and without
+  the flip-invariance option (``models.flip_invariant``), min and median of 3.
 
-Prints a table and writes JSON.
+``--compare DIR`` measures another model (e.g. the previous demo model) on its
+own stack in the same run, side by side. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -182,8 +185,59 @@ def measure(args: argparse.Namespace, api: Api, model_ref: str) -> dict[str, Any
         "recall_at_1": neardup_recall(api, sample, "bench_labeled"),
     }
     timings["neardup_s"] = time.perf_counter() - t0
+    if args.throughput_images > 0:
+        out["embedder_throughput"] = embedder_throughput(
+            model_ref, labeled, args.throughput_images, args.batch_size
+        )
     out["timings"] = {k: round(v, 2) for k, v in timings.items()}
     return out
+
+
+def embedder_throughput(
+    model_ref: str, files: LabeledFiles, images: int, batch: int, repeats: int = 3
+) -> dict[str, dict[str, float]]:
+    """Images/s of ``Embedder.embed`` on decoded images, flip option off and on, side by side."""
+    import statistics
+
+    from visionnet.workers.models.embedder import Embedder
+    from visionnet.workers.models.loading import resolve_device
+    from visionnet.workers.models.runtime import Runtime
+
+    decoded = []
+    for path in files.paths[:: max(1, len(files.paths) // images)][:images]:
+        with Image.open(path) as img:
+            decoded.append(img.convert("RGB"))
+    device = resolve_device("auto")
+    embedders = {
+        flip: Embedder(model_ref, device, runtime=Runtime(flip_invariant=flip))
+        for flip in ("off", "on")
+    }
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(repeats):
+        for flip, embedder in embedders.items():  # interleaved, so drift hits both
+            started = time.perf_counter()
+            for i in range(0, len(decoded), batch):
+                embedder.embed(decoded[i : i + batch])
+            rates[flip].append(len(decoded) / (time.perf_counter() - started))
+    return {
+        f"flip_{flip}": {
+            "images": len(decoded),
+            "img_per_s_min": round(min(r), 1),
+            "img_per_s_median": round(statistics.median(r), 1),
+        }
+        for flip, r in rates.items()
+    }
+
+
+def flips_by_default(model_dir: Path) -> bool:
+    """What ``models.flip_invariant = "auto"`` makes of this model (the stack's setting)."""
+    from transformers import AutoConfig
+
+    from visionnet.workers.models.cifarnet import register_auto_classes
+    from visionnet.workers.models.runtime import Runtime
+
+    register_auto_classes()
+    return Runtime().flips(AutoConfig.from_pretrained(model_dir))
 
 
 def random_copy(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
@@ -193,8 +247,10 @@ def random_copy(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForImageClassification
 
+    from visionnet.workers.models.cifarnet import register_auto_classes
     from visionnet.workers.models.info import RANDOM_WEIGHTS_FLAG
 
+    register_auto_classes()
     torch.manual_seed(seed)
     config = AutoConfig.from_pretrained(model_dir)
     setattr(config, RANDOM_WEIGHTS_FLAG, True)
@@ -243,6 +299,16 @@ def print_table(runs: list[dict[str, Any]], console: Console) -> None:
                 f"{name} ({nd['originals']} originals, gallery {nd['gallery']})",
                 lambda r, key=key, transform=transform: r[key]["recall_at_1"][transform],
             )
+    if "embedder_throughput" in first:
+        for flip in ("off", "on"):
+            t = first["embedder_throughput"][f"flip_{flip}"]
+            row(
+                f"embedder img/s, flip option {flip} (min / median of 3)",
+                f"{data} ({t['images']} decoded, batch {first['batch_size']})",
+                lambda r, flip=flip: r["embedder_throughput"][f"flip_{flip}"],
+                "{0[img_per_s_min]:.0f} / {0[img_per_s_median]:.0f}",
+            )
+    row("flip-invariant in the service (auto)", "", lambda r: r["flip_invariant"], "{}")
     console.print(table)
 
 
@@ -251,6 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cifar-dir", type=Path, required=True, help="Labeled <class>/ folder.")
     parser.add_argument("--neardup-dir", type=Path, required=True, help="Folder of originals.")
     parser.add_argument("--model", type=Path, help="Model directory (default: the demo model).")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="Another model directory to measure side by side (repeatable).",
+    )
+    parser.add_argument(
+        "--throughput-images",
+        type=int,
+        default=2000,
+        help="Decoded images for the embedder's img/s, flip off and on (0: skip).",
+    )
     parser.add_argument(
         "--with-random-baseline",
         action="store_true",
@@ -271,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         # No --model: the stack runs on the demo profile, as users start it.
         plan: list[tuple[str, Path, Path | None]] = [
-            ("trained" if args.model is None else args.model.name, model_dir, args.model)
+            ("shipped demo model" if args.model is None else args.model.name, model_dir, args.model)
         ]
+        for other in args.compare:
+            plan.append((other.name, other.resolve(), other.resolve()))
         if args.with_random_baseline:
             baseline = random_copy(model_dir, tmp / "random-weights", args.seed)
             plan.append(("random weights", baseline, baseline))
@@ -286,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                     "model": str(ref),
                     "labeled_dir": args.cifar_dir.name,
                     "neardup_dir": args.neardup_dir.name,
+                    "batch_size": args.batch_size,
+                    "flip_invariant": flips_by_default(ref),
                     **measure(args, Api(base), str(ref)),
                 }
             runs.append(run)

@@ -116,6 +116,12 @@ class ModelSettings(BaseModel):
         True, description="channels_last memory format for conv nets on GPU."
     )
     compile: bool = Field(False, description="torch.compile the models (slow first pass).")
+    flip_invariant: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Average each image's outputs with its mirror's, so a flipped copy embeds "
+        "and classifies the same (two passes' work): auto = as the model's config says "
+        "(on for the demo model, off for hub models).",
+    )
     warmup: bool = Field(True, description="Load the models and run one pass when a worker starts.")
 
 

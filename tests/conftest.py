@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +87,19 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.returncode
 
 
-def run_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
-    """A stack as users start it (``visionnet up``), on a tiny model, for a test session."""
+def run_stack(
+    tmp: Path, embedder: Callable[[Path], Path] | None = None, **extra_env: str
+) -> Iterator[Stack]:
+    """A stack as users start it (``visionnet up``), on a tiny model, for a test session.
+
+    ``embedder`` builds a different embedder (in the directory it is given).
+    """
     root, outside = tmp / "root", tmp / "outside"
     root.mkdir()
     outside.mkdir()
     model_dir = build_tiny_model(tmp / "model")
+    if embedder is not None:
+        extra_env["VISIONNET_MODELS__EMBEDDER"] = str(embedder(tmp / "embedder"))
     env = stack_env(tmp, model_dir, root, **extra_env)
     log = tmp / "up.log"
     proc = start_up(env, log)

@@ -20,13 +20,14 @@ def test_quality_bench_shows_api_agreement_and_trained_beating_random(tmp_path: 
     originals = tmp_path / "originals"
     write_images(originals, range(100, 104), fmt="JPEG")
     model = tmp_path / "model"
-    trained = train(str(tmp_path / "train"), str(model), *TINY, "--epochs", "8", "--max-lr", "0.05")
+    trained = train(str(tmp_path / "train"), str(model), *TINY, "--epochs", "8")
     assert trained.returncode == 0, trained.stderr[-3000:]
     out = tmp_path / "quality.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.quality", "--cifar-dir", str(tmp_path / "labeled"),
          "--neardup-dir", str(originals), "--model", str(model), "--with-random-baseline",
-         "--knn-queries", "12", "--neardup-labeled", "3", "--per-job", "8", "--out", str(out)],
+         "--knn-queries", "12", "--neardup-labeled", "3", "--per-job", "8", "--out", str(out),
+         "--throughput-images", "16"],
         capture_output=True, text=True, timeout=400, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -41,6 +42,12 @@ def test_quality_bench_shows_api_agreement_and_trained_beating_random(tmp_path: 
         assert run["index_labeled"]["indexed"] == 24 and run["index_neardup"]["indexed"] == 4
         recall = run["neardup"]["recall_at_1"]
         assert set(recall) == COPY_KINDS
+    # The demo architecture is flip-invariant in the service; the bench times the option.
+    assert trained_run["flip_invariant"] is True
+    for flip in ("flip_off", "flip_on"):
+        rate = trained_run["embedder_throughput"][flip]
+        assert rate["images"] == 16 and 0 < rate["img_per_s_min"] <= rate["img_per_s_median"]
+    assert trained_run["neardup"]["recall_at_1"]["flipped"] == 1.0
     accuracy = trained_run["classification"]["accuracy_api"]
     assert accuracy >= 0.9, trained_run["classification"]
     assert accuracy > random_run["classification"]["accuracy_api"] + 0.3

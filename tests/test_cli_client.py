@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from tests.conftest import VISIONNET, Stack
 from tests.helpers import free_port, write_images
@@ -103,3 +106,19 @@ def test_index_uploads_an_archive(stack: Stack, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)["result"]
     assert (result["indexed"], result["failed"]) == (6, 0)
+
+
+def test_index_classify_stores_top_labels_for_the_label_filter(stack: Stack) -> None:
+    folder = stack.root / "cli_labels"
+    paths = write_images(folder, range(9700, 9706), fmt="JPEG")
+    assert cli(stack, "index", str(folder), "-c", "cli_labels", "--classify").returncode == 0
+    image_id = hashlib.sha256(paths[0].read_bytes()).hexdigest()
+    stored = requests.get(f"{stack.base}/api/v1/images/{image_id}", timeout=10).json()
+    assert stored["label"], stored  # classified in the same pass
+    found = cli(
+        stack, "search", str(paths[0]), "-c", "cli_labels", "--filter", f"label={stored['label']}",
+        "--json",
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)["result"]["hits"]
+    assert hits and all(h["label"] == stored["label"] for h in hits)

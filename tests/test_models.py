@@ -108,7 +108,10 @@ def test_shipped_demo_model_is_trained_fp16_and_loads_like_a_hub_model() -> None
     preds = clf.predict([make_image(3), make_image(4)], top_k=3)
     assert all(p.label in DEMO_LABELS for row in preds for p in row)
     vectors = Embedder(str(SHIPPED_DEMO_DIR), "cpu").embed([make_image(3)])
-    assert vectors.shape == (1, clf.model.config.hidden_sizes[-1])
+    assert vectors.shape == (1, clf.model.config.hidden_size)
+    # Demo model v2: 32 px whole, registered with the Auto classes, flip-invariant by default.
+    assert clf.model.config.model_type == "visionnet-cifarnet" and clf.input_size == 32
+    assert clf.info["flip_invariant"] is True
 
 
 def _oom_above(model: object, limit: int) -> list[int]:
@@ -159,7 +162,7 @@ def test_out_of_memory_splits_the_batch_and_gives_the_same_results(model_dir: Pa
 def test_input_size_is_read_from_the_processor(model_dir: Path) -> None:
     """What the decoder may reduce a large JPEG to (Image.draft) before the processor resizes."""
     assert Embedder(str(model_dir), "cpu").input_size == 32
-    assert Classifier("builtin:demo-cifar10", "cpu").input_size == 64
+    assert Classifier("builtin:demo-cifar10", "cpu").input_size == 32
 
 
 def test_a_large_jpeg_is_decoded_at_reduced_scale_but_never_below_the_input() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -34,7 +35,7 @@ def train(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-TINY = ["--image-size", "32", "--hidden-sizes", "8,16", "--depths", "1,1", "--batch-size", "16"]
+TINY = ["--widths", "8,16,16", "--batch-size", "16", "--curve-images", "12"]
 
 
 def test_train_demo_learns_and_saves_a_loadable_fp16_model(tmp_path: Path) -> None:
@@ -42,11 +43,13 @@ def test_train_demo_learns_and_saves_a_loadable_fp16_model(tmp_path: Path) -> No
     write_colour_folder(tmp_path / "eval", 10, seed=1)
     out = tmp_path / "model"
     args = [str(tmp_path / "train"), str(out), "--eval-dir", str(tmp_path / "eval")]
-    done = train(*args, *TINY, "--epochs", "8", "--max-lr", "0.05")
+    done = train(*args, *TINY, "--epochs", "8")
     assert done.returncode == 0, done.stderr
-    assert "epoch 8/8" in done.stdout
+    assert "epoch 8 (48/48 steps)" in done.stdout
 
     config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "visionnet-cifarnet"
+    assert config["visionnet_flip_invariant"] is True
     assert config["id2label"] == {"0": "blue", "1": "green", "2": "red"}
     assert "visionnet_random_weights" not in config
     processor = json.loads((out / "preprocessor_config.json").read_text())
@@ -57,6 +60,11 @@ def test_train_demo_learns_and_saves_a_loadable_fp16_model(tmp_path: Path) -> No
     report = json.loads((out / "training.json").read_text())
     assert report["epochs_run"] == 8 and report["train_images"] == 96
     assert report["eval_accuracy"] >= 0.9
+    # The time/accuracy curve: a point per epoch on the eval folder's images, time rising.
+    curve = report["curve"]
+    assert [point["epochs"] for point in curve] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert all(a["seconds"] <= b["seconds"] for a, b in itertools.pairwise(curve))
+    assert curve[-1]["accuracy"] >= 0.9
 
     # The service's own loaders read it; accuracy recomputed here matches the report.
     clf = Classifier(str(out), "cpu")
@@ -82,8 +90,9 @@ def test_time_budget_fits_the_schedule_to_the_machine(tmp_path: Path) -> None:
         "0.001",
     )
     assert done.returncode == 0, done.stderr
-    assert "1 epochs fit" in done.stdout
-    assert json.loads((tmp_path / "m/training.json").read_text())["epochs_run"] == 1
+    assert "1 steps (1.00 epochs) fit" in done.stdout  # 24 images, batch 16: one step
+    report = json.loads((tmp_path / "m/training.json").read_text())
+    assert report["steps_run"] == 1 and report["epochs_run"] == 1.0
 
 
 def test_train_demo_needs_class_folders(tmp_path: Path) -> None:

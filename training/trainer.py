@@ -9,6 +9,7 @@ how they were made.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from visionnet.training.architecture import demo_config, demo_processor
-from visionnet.training.augment import crop_and_flip
+from visionnet.training.augment import alternating_flips, flip_where, translate
 from visionnet.training.folder import (
     LabeledFiles,
     channel_stats,
@@ -26,7 +27,9 @@ from visionnet.training.folder import (
 )
 from visionnet.training.recipe import Recipe
 
-CALIBRATION_STEPS = 10
+CALIBRATION_STEPS = 3
+# The CIFAR-10 test split: what the time budget keeps time to evaluate on.
+EVAL_IMAGES_GUESS = 10_000
 
 
 @dataclass
@@ -50,97 +53,173 @@ def read_training_data(data_dir: Path, image_size: int) -> TrainingData:
 
 
 class Fitter:
-    """Model, optimizer and one training step; the schedule is set once the epochs are known."""
+    """Model, optimizer and one training step (airbench94's); the length is set by ``fit``."""
 
     def __init__(self, data: TrainingData, recipe: Recipe, device: str) -> None:
         import torch
-        from transformers import ResNetForImageClassification
+
+        from visionnet.workers.models.cifarnet import (
+            CifarNetForImageClassification,
+            whiten_from_patches,
+        )
 
         self.data, self.recipe, self.device = data, recipe, device
         torch.manual_seed(recipe.seed)
         self.gen = torch.Generator().manual_seed(recipe.seed)
-        model: Any = ResNetForImageClassification(
-            demo_config(data.labels, hidden_sizes=recipe.hidden_sizes, depths=recipe.depths)
-        )
+        model: Any = CifarNetForImageClassification(demo_config(data.labels, widths=recipe.widths))
+        whiten_from_patches(model.cifarnet.whiten, data.pixels[:5000])
         self.model = model.to(device).to(memory_format=torch.channels_last).train()
-        params = list(model.parameters())
+        self.whiten_bias = model.cifarnet.whiten.bias
+        norm_biases = [p for n, p in model.named_parameters() if "norm" in n and p.requires_grad]
+        others = [
+            p
+            for n, p in model.named_parameters()
+            if p.requires_grad and "norm" not in n and not n.startswith("cifarnet.whiten.")
+        ]
+        model.cifarnet.whiten.weight.requires_grad = False  # set from the data, kept
+        # airbench94's scaling: a summed loss, rates per example, decoupled decay.
+        kilostep_scale = 1024 * (1 + 1 / (1 - recipe.momentum))
+        lr = recipe.lr / kilostep_scale
+        wd = recipe.weight_decay * recipe.batch_size / kilostep_scale
+        lr_biases = lr * recipe.bias_scaler
         self.optimizer = torch.optim.SGD(
-            [  # no weight decay on BatchNorm scales and biases
-                {"params": [p for p in params if p.ndim > 1], "weight_decay": recipe.weight_decay},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+            [
+                {"params": [self.whiten_bias], "lr": lr_biases, "weight_decay": wd / lr_biases},
+                {"params": norm_biases, "lr": lr_biases, "weight_decay": wd / lr_biases},
+                {"params": others, "lr": lr, "weight_decay": wd / lr},
             ],
-            lr=recipe.max_lr / 25,
             momentum=recipe.momentum,
             nesterov=True,
         )
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.images = len(data.targets)
         self.batch = min(recipe.batch_size, self.images)
-        self.steps_per_epoch = self.images // self.batch
-        self.pad = round(recipe.image_size * recipe.crop_pad_fraction)
+        self.steps_per_epoch = max(1, self.images // self.batch)
+        self.base_flips = torch.rand(self.images, generator=self.gen) < 0.5
         self.autocast = torch.autocast(
             "cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")
         )
 
-    def step(self, indices: Any) -> float:
+    def step(self, indices: Any, epoch: int) -> float:
         import torch
         import torch.nn.functional as F
 
-        xb = crop_and_flip(self.data.pixels[indices], self.pad, self.gen).to(self.device)
-        xb = xb.contiguous(memory_format=torch.channels_last)
+        xb = translate(self.data.pixels[indices], self.recipe.translate, self.gen)
+        xb = flip_where(xb, alternating_flips(self.base_flips[indices], epoch))
+        xb = xb.to(self.device).contiguous(memory_format=torch.channels_last)
         yb = self.data.targets[indices].to(self.device)
         with self.autocast:
             logits = self.model(pixel_values=xb).logits
-        loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.recipe.label_smoothing)
+        loss = F.cross_entropy(
+            logits.float(), yb, label_smoothing=self.recipe.label_smoothing, reduction="sum"
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
-        return float(loss.detach())
+        return float(loss.detach()) / len(indices)
 
     def seconds_per_step(self) -> float:
-        """Time a few steps at the schedule's starting rate (they count as training)."""
+        """Time a few steps at a low rate (they count as training, and warm the kernels)."""
         import torch
 
         order = torch.randperm(self.images, generator=self.gen)
+        self._set_rate(0.2)
+        self.step(order[: self.batch], 0)  # the first step pays for one-time setup: untimed
         started = time.perf_counter()
-        for i in range(CALIBRATION_STEPS):
+        for i in range(1, CALIBRATION_STEPS + 1):
             first = (i % self.steps_per_epoch) * self.batch
-            self.step(order[first : first + self.batch])
+            self.step(order[first : first + self.batch], 0)
         return (time.perf_counter() - started) / CALIBRATION_STEPS
 
-    def fit(self, epochs: int, echo: Callable[[str], None]) -> None:
+    def _set_rate(self, factor: float) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+
+    def fit(
+        self,
+        total_steps: int,
+        echo: Callable[[str], None],
+        after_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        """Triangular schedule (0.2 -> 1 over 23% of the steps, then -> 0.07), lookahead."""
         import torch
 
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer,
-            max_lr=self.recipe.max_lr,
-            total_steps=epochs * self.steps_per_epoch,
-            pct_start=self.recipe.warmup_fraction,
-            anneal_strategy="linear",
-            div_factor=25.0,
-            final_div_factor=1e3,
-        )
-        for epoch in range(epochs):
+        warmup = max(1, int(total_steps * 0.23))
+        ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        step = 0
+        epoch = 0
+        while step < total_steps:
             started = time.perf_counter()
+            self.whiten_bias.requires_grad = epoch < self.recipe.whiten_bias_epochs
             order = torch.randperm(self.images, generator=self.gen)
             losses = []
-            lr = schedule.get_last_lr()[0]
             for i in range(self.steps_per_epoch):
-                lr = schedule.get_last_lr()[0]
-                losses.append(self.step(order[i * self.batch : (i + 1) * self.batch]))
-                schedule.step()
+                if step >= total_steps:
+                    break
+                if step < warmup:
+                    factor = 0.2 + 0.8 * step / warmup
+                else:
+                    factor = 1.0 - 0.93 * (step - warmup) / max(1, total_steps - warmup)
+                self._set_rate(factor)
+                losses.append(self.step(order[i * self.batch : (i + 1) * self.batch], epoch))
+                step += 1
+                if step % self.recipe.lookahead_every == 0:
+                    self._lookahead(ema, 0.95**5 * (step / total_steps) ** 3)
+            epoch += 1
             echo(
-                f"epoch {epoch + 1}/{epochs}: loss {sum(losses) / len(losses):.4f} "
-                f"lr {lr:.4f} ({time.perf_counter() - started:.1f} s)"
+                f"epoch {epoch} ({step}/{total_steps} steps): loss "
+                f"{sum(losses) / len(losses):.4f} ({time.perf_counter() - started:.1f} s)"
             )
+            if after_epoch is not None:
+                after_epoch(epoch, step / self.steps_per_epoch)
+        if step % self.recipe.lookahead_every:
+            self._lookahead(ema, 0.95**5)  # let the last steps into the average
+        self._lookahead(ema, 1.0)  # end on the averaged weights
+
+    def _lookahead(self, ema: dict[str, Any], decay: float) -> None:
+        """Pull the weights towards their running average and start from it."""
+        import torch
+
+        with torch.no_grad():
+            for key, value in self.model.state_dict().items():
+                if value.dtype.is_floating_point:
+                    ema[key].lerp_(value, 1 - decay)
+                    value.copy_(ema[key])
+
+    def accuracy(self, pixels: Any, targets: Any) -> float:
+        """Top-1 on already-processed images, without flips: the training curve's points."""
+        import torch
+
+        self.model.eval()
+        correct = 0
+        with torch.inference_mode():
+            for i in range(0, len(targets), 1000):
+                xb = (
+                    pixels[i : i + 1000]
+                    .to(self.device)
+                    .contiguous(memory_format=torch.channels_last)
+                )
+                logits = self.model(pixel_values=xb).logits
+                correct += int((logits.argmax(-1).cpu() == targets[i : i + 1000]).sum())
+        self.model.train()
+        return correct / len(targets)
 
     def save(self, out_dir: Path) -> None:
         """Writer stage: fp16 safetensors, id2label and the processor (save_pretrained layout)."""
         self.model.eval()
-        self.model.config.id2label = dict(enumerate(self.data.labels))
-        self.model.config.label2id = {label: i for i, label in enumerate(self.data.labels)}
         out_dir.mkdir(parents=True, exist_ok=True)
         self.model.to("cpu").half().save_pretrained(out_dir)
         self.data.processor.save_pretrained(out_dir)
+
+
+def read_curve_set(eval_dir: Path, data: TrainingData, count: int) -> tuple[Any, Any]:
+    """Every k-th image of the eval folder, processed: the accuracy curve's test set."""
+    import torch
+
+    files = scan_labeled_folder(eval_dir, data.labels)
+    every = max(1, len(files.paths) // count)
+    paths, targets = files.paths[::every][:count], files.targets[::every][:count]
+    return to_tensor(decode_rgb(paths), data.processor), torch.tensor(targets)
 
 
 def train_demo(
@@ -151,6 +230,7 @@ def train_demo(
     eval_dir: Path | None = None,
     device: str = "auto",
     time_budget_s: float | None = None,
+    curve_images: int = 2000,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Read, fit, save, evaluate; return the report also written to ``out_dir/training.json``."""
@@ -171,16 +251,47 @@ def train_demo(
         f"({timings['read_s']:.1f} s); mean {mean} std {std}"
     )
 
+    curve_set = None
+    if eval_dir is not None and curve_images > 0:
+        curve_set = read_curve_set(eval_dir, data, curve_images)
+
     t0 = time.perf_counter()
     fitter = Fitter(data, recipe, device)
-    epochs = recipe.epochs
+    total_steps = max(1, math.ceil(recipe.epochs * fitter.steps_per_epoch))
     if time_budget_s is not None:
         per_step = fitter.seconds_per_step()
-        remaining = time_budget_s - (time.perf_counter() - started)
-        fit = int(remaining / (per_step * fitter.steps_per_epoch * 1.05))
-        epochs = max(1, min(epochs, fit))
-        echo(f"{per_step:.3f} s per step: {epochs} epochs fit the {time_budget_s:.0f} s budget")
-    fitter.fit(epochs, echo)
+        # Keep time for the evaluations: a forward pass costs about a third of a step.
+        per_image = per_step / fitter.batch / 3
+        planned_epochs = total_steps / fitter.steps_per_epoch
+        reserve = per_image * (
+            (2.6 * EVAL_IMAGES_GUESS if eval_dir is not None else 0)
+            + (len(curve_set[1]) * (planned_epochs + 1) if curve_set is not None else 0)
+        )
+        remaining = time_budget_s - (time.perf_counter() - started) - reserve
+        total_steps = max(1, min(total_steps, int(remaining / (per_step * 1.03))))
+        echo(
+            f"{per_step:.3f} s per step: {total_steps} steps "
+            f"({total_steps / fitter.steps_per_epoch:.2f} epochs) fit the "
+            f"{time_budget_s:.0f} s budget"
+        )
+    curve: list[dict[str, float]] = []
+
+    def point(epoch: int, epochs_done: float) -> None:
+        if curve_set is None:
+            return
+        accuracy = fitter.accuracy(*curve_set)
+        elapsed = time.perf_counter() - started
+        curve.append(
+            {
+                "epochs": round(epochs_done, 2),
+                "seconds": round(elapsed, 1),
+                "accuracy": round(accuracy, 4),
+            }
+        )
+        echo(f"  {elapsed / 60:.1f} min: accuracy {accuracy:.4f} on {len(curve_set[1])} images")
+
+    fitter.fit(total_steps, echo, point)
+    epochs = round(total_steps / fitter.steps_per_epoch, 2)
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -190,6 +301,7 @@ def train_demo(
     report: dict[str, Any] = {
         "recipe": asdict(recipe),
         "epochs_run": epochs,
+        "steps_run": total_steps,
         "train_images": len(data.targets),
         "labels": list(data.labels),
         "device": device,
@@ -205,6 +317,8 @@ def train_demo(
             f"accuracy on {eval_dir}: {report['eval_accuracy']:.4f} "
             f"({report['eval_images']} images, {timings['eval_s']:.1f} s)"
         )
+    if curve:
+        report["curve"] = curve
     timings["total_s"] = time.perf_counter() - started
     report["timings"] = {k: round(v, 2) for k, v in timings.items()}
     (out_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -306,36 +306,44 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Labeled folder to measure accuracy on, with the saved model.",
 )
-@click.option("--epochs", type=int, default=30, show_default=True, help="Most epochs to run.")
+@click.option("--epochs", type=float, default=10.0, show_default=True, help="Most epochs to run.")
 @click.option(
     "--time-budget-min",
     type=float,
-    help="Fit the schedule into this many minutes (fewer epochs on a slow machine).",
+    help="Fit the schedule into this many minutes, evaluation included (fewer steps on a "
+    "slow machine).",
 )
-@click.option("--image-size", type=int, default=64, show_default=True)
-@click.option("--hidden-sizes", default="32,64,128,256", show_default=True, callback=_int_tuple)
-@click.option("--depths", default="1,1,2,2", show_default=True, callback=_int_tuple)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--max-lr", type=float, default=0.2, show_default=True)
+@click.option(
+    "--curve-images",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Eval images scored after every epoch, for the time/accuracy curve (0: none).",
+)
+@click.option("--image-size", type=int, default=32, show_default=True)
+@click.option("--widths", default="64,256,256", show_default=True, callback=_int_tuple)
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--lr", type=float, default=11.5, show_default=True, help="Per 1,024 examples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 def train_demo(
     data_dir: Path,
     out_dir: Path,
     eval_dir: Path | None,
-    epochs: int,
+    epochs: float,
     time_budget_min: float | None,
+    curve_images: int,
     image_size: int,
-    hidden_sizes: tuple[int, ...],
-    depths: tuple[int, ...],
+    widths: tuple[int, ...],
     batch_size: int,
-    max_lr: float,
+    lr: float,
     seed: int,
     device: str,
 ) -> None:
     """Train the demo classifier on DATA_DIR (<class>/<image> folders); save it to OUT_DIR.
 
-    OUT_DIR loads like any hub model; point VISIONNET_MODELS__CLASSIFIER and
+    The model is a CifarNet trained with airbench94's recipe. OUT_DIR loads like
+    any hub model; point VISIONNET_MODELS__CLASSIFIER and
     VISIONNET_MODELS__EMBEDDER at it, or replace the shipped demo weights.
     """
     from visionnet.training.recipe import Recipe
@@ -344,11 +352,10 @@ def train_demo(
     try:
         recipe = Recipe(
             image_size=image_size,
-            hidden_sizes=hidden_sizes,
-            depths=depths,
+            widths=widths,
             epochs=epochs,
             batch_size=batch_size,
-            max_lr=max_lr,
+            lr=lr,
             seed=seed,
         )
         report = run(
@@ -358,6 +365,7 @@ def train_demo(
             eval_dir=eval_dir,
             device=device,
             time_budget_s=time_budget_min * 60 if time_budget_min else None,
+            curve_images=curve_images,
             echo=click.echo,
         )
     except ValueError as exc:

@@ -148,18 +148,30 @@ def _print_job(job: Job, as_json: bool) -> None:
 @click.argument("folder", type=click.Path(exists=True, path_type=Path), metavar="DIR|ARCHIVE")
 @click.option("--collection", "-c", required=True, help="Collection to index into.")
 @click.option("--wait/--no-wait", default=True, help="Follow the job with a progress bar.")
+@click.option(
+    "--classify/--no-classify",
+    default=None,
+    help="Also store each image's top label, for --filter label=... (default: the server's).",
+)
 @url_option
 @json_option
-def index_cmd(folder: Path, collection: str, wait: bool, url: str | None, as_json: bool) -> None:
+def index_cmd(
+    folder: Path,
+    collection: str,
+    wait: bool,
+    classify: bool | None,
+    url: str | None,
+    as_json: bool,
+) -> None:
     """Index a folder (recursively; under the server's allowed roots), or upload a zip or
     tar archive of images to index."""
 
     def body() -> int:
         client = _client(url)
         if folder.is_dir():
-            job_id = client.index(folder, collection)
+            job_id = client.index(folder, collection, classify=classify)
         else:
-            job_id = client.index_archive(folder, collection)
+            job_id = client.index_archive(folder, collection, classify=classify)
         if not wait:
             click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
             return 0
@@ -273,7 +285,8 @@ def _filters(given: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("search")
-@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.argument("image", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--text", help="Search by a text instead of an image (CLIP embedders).")
 @click.option("--collection", "-c", required=True)
 @click.option("-k", type=int, default=None, help="How many similar images.")
 @click.option(
@@ -286,19 +299,27 @@ def _filters(given: tuple[str, ...]) -> dict[str, str]:
 @url_option
 @json_option
 def search_cmd(
-    image: str,
+    image: str | None,
+    text: str | None,
     collection: str,
     k: int | None,
     filters: tuple[str, ...],
     url: str | None,
     as_json: bool,
 ) -> None:
-    """Find the images of a collection most similar to IMAGE (uploaded)."""
+    """Find the images of a collection most similar to IMAGE (uploaded), or to --text."""
+    if (image is None) == (text is None):
+        raise click.UsageError("give either IMAGE or --text")
     chosen = _filters(filters)
 
     def body() -> int:
         client = _client(url)
-        job = client.wait(client.search(image, collection, k, chosen))
+        job_id = (
+            client.search(image, collection, k, chosen)
+            if image is not None
+            else client.search_by_text(str(text), collection, k, chosen)
+        )
+        job = client.wait(job_id)
         _print_job(job, as_json)
         return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
 

@@ -45,13 +45,24 @@ class Client:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     # Submitting: each returns the new job's id at once (202).
-    def index(self, path: str | Path, collection: str) -> str:
-        body = {"source": {"path": str(Path(path).resolve())}, "collection": collection}
+    def index(self, path: str | Path, collection: str, *, classify: bool | None = None) -> str:
+        """``classify``: also store each image's top label (default: the server's setting)."""
+        body: dict[str, Any] = {
+            "source": {"path": str(Path(path).resolve())},
+            "collection": collection,
+        }
+        if classify is not None:
+            body["classify"] = classify
         return self._submit("index", json=body)
 
-    def index_archive(self, archive: str | Path, collection: str) -> str:
+    def index_archive(
+        self, archive: str | Path, collection: str, *, classify: bool | None = None
+    ) -> str:
         """Upload a zip or tar of images; the server unpacks it and indexes it like a folder."""
-        return self._submit_files("index", "archive", [archive], {"collection": collection})
+        data = {"collection": collection}
+        if classify is not None:
+            data["classify"] = "true" if classify else "false"
+        return self._submit_files("index", "archive", [archive], data)
 
     def classify(self, images: Sequence[str | Path], top_k: int | None = None) -> str:
         data = {} if top_k is None else {"top_k": str(top_k)}
@@ -77,7 +88,26 @@ class Client:
         k: int | None = None,
         filters: Mapping[str, str | int] | None = None,
     ) -> str:
-        body: dict[str, Any] = {"image_id": image_id, "collection": collection, **(filters or {})}
+        return self._search_json({"image_id": image_id}, collection, k, filters)
+
+    def search_by_text(
+        self,
+        text: str,
+        collection: str,
+        k: int | None = None,
+        filters: Mapping[str, str | int] | None = None,
+    ) -> str:
+        """Text-to-image search: needs a CLIP embedder (``models()["text_search"]``)."""
+        return self._search_json({"text": text}, collection, k, filters)
+
+    def _search_json(
+        self,
+        query: dict[str, str],
+        collection: str,
+        k: int | None,
+        filters: Mapping[str, str | int] | None,
+    ) -> str:
+        body: dict[str, Any] = {**query, "collection": collection, **(filters or {})}
         if k is not None:
             body["k"] = k
         return self._submit("search", json=body)
@@ -151,6 +181,11 @@ class Client:
         """Ask the writer to drop ``name`` and its vectors (done shortly after)."""
         entry: dict[str, Any] = self._call("DELETE", f"/collections/{name}")
         return entry
+
+    def models(self) -> dict[str, Any]:
+        """The classifier and embedder the workers loaded, and whether text search works."""
+        found: dict[str, Any] = self._call("GET", "/models")
+        return found
 
     def health(self) -> dict[str, Any]:
         r = self.session.get(f"{self.base_url}/api/v1/health", timeout=self.timeout_s)

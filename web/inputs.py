@@ -69,8 +69,21 @@ def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
 
 def query_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
     image_id: str | None = getattr(req, "image_id", None)
+    text: str | None = getattr(req, "text", None)
+    if hasattr(req, "text") and (image_id is None) == (text is None):
+        raise APIError(400, "bad_request", "give either image_id or text")
     if image_id is not None:
         return JobInput(1, {"query": {"image_id": image_id}})
+    if text is not None:
+        embedder = svc.models.get("embedder")
+        if embedder is not None and not embedder.get("text_search"):
+            raise APIError(
+                400,
+                "bad_request",
+                f"the embedder {embedder['name']} has no text encoder: text search needs a "
+                "CLIP model (GET /api/v1/models)",
+            )
+        return JobInput(1, {"query": {"text": text}})
     upload = req.image  # type: ignore[attr-defined]
     data = read_image_upload(upload)
     name = upload.filename or "query"

@@ -65,9 +65,18 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
     InputKind.QUERY: (
         {
             "image_id": (
-                str,
-                Field(..., pattern=IMAGE_ID_PATTERN, description="Id of an indexed image."),
-            )
+                str | None,
+                Field(None, pattern=IMAGE_ID_PATTERN, description="Id of an indexed image."),
+            ),
+            "text": (
+                str | None,
+                Field(
+                    None,
+                    min_length=1,
+                    max_length=1000,
+                    description="A text query (CLIP embedders: GET /api/v1/models says).",
+                ),
+            ),
         },
         FileField("image", many=False),
     ),

@@ -18,6 +18,7 @@ from visionnet.core.blobs import BlobStore
 from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobStore
+from visionnet.core.loaded_models import LoadedModels
 from visionnet.core.queues import celery_config
 from visionnet.core.redis_conn import connect
 
@@ -31,6 +32,7 @@ class Services:
     blobs: BlobStore
     collections: CollectionRegistry
     catalog: Catalog
+    models: LoadedModels
     celery: Celery
 
     @classmethod
@@ -53,6 +55,7 @@ class Services:
             blobs=BlobStore(connect(url, 3.0, decode=False), settings.result_ttl_s),
             collections=CollectionRegistry(text),
             catalog=Catalog(text),
+            models=LoadedModels(text),
             celery=celery,
         )
 

@@ -146,6 +146,26 @@ async function lookup(files) {
   }
 }
 
+// Text to image: offered only when the workers' embedder embeds text (CLIP).
+async function setupTextSearch() {
+  try {
+    const models = await api("/models");
+    $("#text-form").hidden = !models.text_search;
+  } catch (err) { /* no models loaded yet: leave it hidden */ }
+}
+
+async function searchByText(text) {
+  clearError();
+  const out = $("#lookup-result");
+  try {
+    const body = { text, k: Number($("#lookup-k").value), collection: $("#lookup-collection").value };
+    const job = await waitJob((await postJson("/search", body)).job_id);
+    if (job.state !== "succeeded") throw new Error(job.error || `search ${job.state}`);
+    out.replaceChildren(el("div", { class: "query" },
+      el("div", {}, el("h3", {}, "Images matching"), el("p", {}, `“${text}”`))), hitGrid(job.result.hits));
+  } catch (err) { showError(err); }
+}
+
 async function searchById(id, path) {
   clearError();
   const out = $("#lookup-result");
@@ -282,12 +302,13 @@ function start() {
   setupDrop();
   setupIndexForm();
   $("#jobs-first").addEventListener("click", () => { cursors = [null]; refreshJobs(null); });
+  $("#text-form").addEventListener("submit", (e) => { e.preventDefault(); searchByText($("#text-query").value); });
   $("#token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("#token").value);
     $("#token-form").hidden = true;
     clearError();
-    refreshJobs(); refreshCollections();
+    refreshJobs(); refreshCollections(); setupTextSearch();
   });
   if (document.body.dataset.tokenRequired === "true" && !sessionStorage.getItem(TOKEN_KEY)) {
     askToken();
@@ -295,6 +316,7 @@ function start() {
   }
   refreshJobs();
   refreshCollections();
+  setupTextSearch();
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -6,19 +6,23 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL.Image import Image
 
 from visionnet.config.settings import Settings
+from visionnet.core.loaded_models import LoadedModels
 from visionnet.workers.base import VisionTask, WorkerContext, process_context
 from visionnet.workers.model_worker.batcher import Batcher, DirectRunner, DynamicBatcher
+from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.classifier import Classifier, Prediction
 from visionnet.workers.models.embedder import Embedder
 from visionnet.workers.models.registry import ModelRegistry
 from visionnet.workers.models.runtime import Runtime
+
+M = TypeVar("M", bound=ImageModel)
 
 
 class ModelContext(WorkerContext):
@@ -27,6 +31,7 @@ class ModelContext(WorkerContext):
         # One batcher per model; the interactive worker's task threads race to make it.
         self._batchers: dict[str, Batcher[Any, Any]] = {}
         self._batchers_lock = threading.Lock()
+        self._published: set[str] = set()
 
     @cached_property
     def reader_pool(self) -> ThreadPoolExecutor:
@@ -36,14 +41,30 @@ class ModelContext(WorkerContext):
     @cached_property
     def models(self) -> ModelRegistry:
         m = self.settings.models
-        runtime = Runtime(precision=m.precision, channels_last=m.channels_last, compile=m.compile)
+        runtime = Runtime(
+            precision=m.precision,
+            channels_last=m.channels_last,
+            compile=m.compile,
+            flip_invariant=m.flip_invariant,
+        )
         return ModelRegistry(m.device, offline=m.offline, runtime=runtime)
 
+    @cached_property
+    def loaded_models(self) -> LoadedModels:
+        return LoadedModels(self._redis)
+
     def classifier(self) -> Classifier:
-        return self.models.get(Classifier, self.settings.classifier_ref)
+        return self._publish(self.models.get(Classifier, self.settings.classifier_ref))
 
     def embedder(self) -> Embedder:
-        return self.models.get(Embedder, self.settings.embedder_ref)
+        return self._publish(self.models.get(Embedder, self.settings.embedder_ref))
+
+    def _publish(self, model: M) -> M:
+        """Tell the web what this process loaded (once per model kind)."""
+        if model.kind not in self._published:
+            self.loaded_models.publish(model.kind, dict(model.info))
+            self._published.add(model.kind)
+        return model
 
     def classify_batcher(self) -> Batcher[tuple[Image, int], list[Prediction]]:
         """Top-k predictions per (image, k), in passes shared by concurrent requests."""

@@ -12,6 +12,7 @@ from visionnet.core.jobtypes import SearchParams, job_type
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.reader import FileError, decode
 from visionnet.workers.model_worker.sources import Source, fetch
+from visionnet.workers.models.embedder import TextSearchUnavailableError
 from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.vectorstore.filters import FilterError, expression
@@ -29,6 +30,9 @@ def _query_vector(task: ModelTask, query: dict[str, Any], collection: str) -> li
         if vector is None:
             raise QueryError(f"image_id {query['image_id']!r} is not in collection {collection!r}")
         return vector
+    if "text" in query:
+        (row,) = ctx.embedder().embed_text([query["text"]])
+        return [float(v) for v in row]
     source: Source = query["source"]
     raw = fetch(source, ctx)
     embedder = ctx.embedder()
@@ -54,7 +58,13 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
         expr = expression(p.filters(), ctx.store.fields(collection))
         hits = ctx.store.search(collection, vector, k, expr)
         search_s = time.perf_counter() - start - query_s
-    except (QueryError, CollectionNotFoundError, ModelUnavailableError, FilterError) as exc:
+    except (
+        QueryError,
+        CollectionNotFoundError,
+        ModelUnavailableError,
+        FilterError,
+        TextSearchUnavailableError,
+    ) as exc:
         ctx.jobs.set_progress(job_id, 1, 1)
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return
@@ -70,6 +80,8 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
         # vector fetched by id) and the vector search itself.
         "stage_seconds": {"query": round(query_s, 4), "search": round(search_s, 4)},
     }
+    if "text" in query:
+        result["query_text"] = query["text"]
     if "image_id" not in query:
         info = ctx.embedder().info
         result["model"] = info

@@ -21,6 +21,18 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def torch_cat_mirror(pixels: Any) -> Any:
+    import torch
+
+    return torch.cat([pixels, pixels.flip(-1)])
+
+
+def mirror_mean(outputs: Any) -> Any:
+    """The mean of each image's output and its mirror's (the batch's two halves)."""
+    half = outputs.shape[0] // 2
+    return (outputs[:half] + outputs[half:]) / 2
+
+
 class ImageModel:
     """A model built from (ref, device); ``ref`` is a hub id, a directory or a ``builtin:`` name.
 
@@ -37,6 +49,9 @@ class ImageModel:
     def __init__(
         self, ref: str, device: str, *, offline: bool = False, runtime: Runtime | None = None
     ) -> None:
+        from visionnet.workers.models.cifarnet import register_auto_classes
+
+        register_auto_classes()  # the demo model's class, for the Auto loaders
         self.ref = resolved_ref(ref)
         self.name = public_name(ref)
         self.device = device
@@ -48,6 +63,8 @@ class ImageModel:
         self.memory_format: Any = None
         # Largest batch known to fit; lowered when a forward pass runs out of memory.
         self.max_batch: int | None = None
+        # Average outputs over each image and its mirror (set by subclasses once loaded).
+        self.flip_invariant = False
 
     processor: Any
     model: Any
@@ -57,9 +74,16 @@ class ImageModel:
         self.forward, self.memory_format = self.runtime.prepare(self.model, self.device)
 
     def pixel_values(self, images: Sequence[Any]) -> dict[str, Any]:
-        """The processor's batch, on the device, in the model's dtype and memory format."""
+        """The processor's batch, on the device, in the model's dtype and memory format.
+
+        With ``flip_invariant`` the batch holds the images and then their mirrors
+        (flipped after preprocessing: the processors' resize and normalisation
+        commute with a horizontal flip); ``mirror_mean`` folds the outputs back.
+        """
         inputs = self.processor(images=images, return_tensors="pt").to(self.device)
         pixels = inputs["pixel_values"].to(self.model.dtype)
+        if self.flip_invariant:
+            pixels = torch_cat_mirror(pixels)
         if self.memory_format is not None:
             pixels = pixels.contiguous(memory_format=self.memory_format)
         inputs["pixel_values"] = pixels

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL.Image import Image
 
-from visionnet.workers.models.base import ImageModel
+from visionnet.workers.models.base import ImageModel, mirror_mean
 from visionnet.workers.models.info import describe
 from visionnet.workers.models.loading import load_pretrained
 from visionnet.workers.models.runtime import Runtime
@@ -38,7 +38,8 @@ class Classifier(ImageModel):
             AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=self.dtype
         )
         self._ready()
-        self.info = describe(self.name, self.model.config)
+        self.flip_invariant = self.runtime.flips(self.model.config)
+        self.info = describe(self.name, self.model.config, flip_invariant=self.flip_invariant)
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
 
     def _warm(self, image: Image) -> None:
@@ -58,6 +59,8 @@ class Classifier(ImageModel):
         inputs = self.pixel_values(images)
         with torch.inference_mode():
             logits = self.forward(**inputs).logits.float()
+            if self.flip_invariant:
+                logits = mirror_mean(logits)
         probs = logits.sigmoid() if self._multi_label else logits.softmax(dim=-1)
         k = min(top_k, probs.shape[-1])
         scores, indices = probs.topk(k, dim=-1)

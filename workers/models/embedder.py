@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,17 +10,25 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL.Image import Image
 
-from visionnet.workers.models.base import ImageModel
+from visionnet.workers.models.base import ImageModel, mirror_mean
 from visionnet.workers.models.info import describe
-from visionnet.workers.models.loading import load_pretrained
+from visionnet.workers.models.loading import ModelUnavailableError, load_pretrained
 from visionnet.workers.models.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class TextSearchUnavailableError(ValueError):
+    """The embedder has no text encoder; the message says which model and why."""
 
 
 class Embedder(ImageModel):
     """Any transformers vision model: CLIP's projection, else the pooled output.
 
     A classifier checkpoint loaded through AutoModel drops its head, so its
-    penultimate features serve as the embedding.
+    penultimate features serve as the embedding. A CLIP directory that has a
+    tokenizer also loads its text tower, so a text query lands in the same
+    space as the images (text-to-image search).
     """
 
     kind = "embedder"
@@ -44,7 +53,30 @@ class Embedder(ImageModel):
             loader = AutoModel.from_pretrained
         self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=self.dtype)
         self._ready()
-        self.info = describe(self.name, config)
+        self.flip_invariant = self.runtime.flips(config)
+        self.tokenizer: Any = None
+        self.text_model: Any = None
+        if config.model_type == "clip":
+            self._load_text_tower(ref, offline)
+        self.info = describe(
+            self.name,
+            config,
+            flip_invariant=self.flip_invariant,
+            text_search=self.text_model is not None,
+        )
+
+    def _load_text_tower(self, ref: str, offline: bool) -> None:
+        from transformers import AutoTokenizer, CLIPTextModelWithProjection
+
+        try:
+            self.tokenizer = load_pretrained(AutoTokenizer.from_pretrained, ref, offline=offline)
+        except ModelUnavailableError as exc:
+            log.warning("%s: no tokenizer, so no text search (%s)", self.name, exc)
+            return
+        text_model: Any = load_pretrained(
+            CLIPTextModelWithProjection.from_pretrained, ref, offline=offline, dtype=self.dtype
+        )
+        self.text_model = text_model.to(self.device).eval()
 
     def _warm(self, image: Image) -> None:
         self.embed([image])
@@ -66,5 +98,31 @@ class Embedder(ImageModel):
             else:
                 feats = out.last_hidden_state[:, 0]
             feats = feats.flatten(1).float()
+            if self.flip_invariant:
+                feats = mirror_mean(feats)
             feats = torch.nn.functional.normalize(feats, dim=-1)
         return feats.cpu().numpy().astype(np.float32)
+
+    def embed_text(self, texts: list[str]) -> NDArray[np.float32]:
+        """One L2-normalised vector per text, in the images' space (CLIP only)."""
+        import torch
+
+        if self.text_model is None:
+            raise TextSearchUnavailableError(
+                f"the embedder {self.name} ({self.info['model_type']}) has no text encoder: "
+                "text search needs a CLIP model saved with its tokenizer"
+            )
+        inputs = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self._max_text_tokens(),
+            return_tensors="pt",
+        ).to(self.device)
+        with torch.inference_mode():
+            feats = self.text_model(**inputs).text_embeds.float()
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+        return feats.cpu().numpy().astype(np.float32)
+
+    def _max_text_tokens(self) -> int:
+        return int(self.text_model.config.max_position_embeddings)

@@ -8,6 +8,9 @@ from typing import Any, TypedDict
 # Set in the config of models built with random weights (test fixtures, untrained
 # baselines), so that every result made with them says so.
 RANDOM_WEIGHTS_FLAG = "visionnet_random_weights"
+# Set in a model's config when, under ``models.flip_invariant = "auto"``, its
+# outputs should not change when an image is mirrored (the demo model sets it).
+FLIP_INVARIANT_FLAG = "visionnet_flip_invariant"
 RANDOM_WEIGHTS_NOTICE = (
     "This model has random weights (demo profile): its labels and neighbours are meaningless."
 )
@@ -17,6 +20,8 @@ class ModelInfo(TypedDict):
     name: str
     model_type: str
     random_weights: bool
+    flip_invariant: bool
+    text_search: bool
 
 
 def public_name(ref: str) -> str:
@@ -33,9 +38,13 @@ def public_name(ref: str) -> str:
     return ref
 
 
-def describe(name: str, config: Any) -> ModelInfo:
+def describe(
+    name: str, config: Any, *, flip_invariant: bool = False, text_search: bool = False
+) -> ModelInfo:
     return {
         "name": name,
         "model_type": str(getattr(config, "model_type", "unknown")),
         "random_weights": bool(getattr(config, RANDOM_WEIGHTS_FLAG, False)),
+        "flip_invariant": flip_invariant,
+        "text_search": text_search,
     }

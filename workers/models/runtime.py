@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+FlipInvariance = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,15 @@ class Runtime:
     precision: Precision = "auto"
     channels_last: bool = True
     compile: bool = False
+    flip_invariant: FlipInvariance = "auto"
+
+    def flips(self, config: Any) -> bool:
+        """Whether a model averages its outputs over each image and its mirror."""
+        from visionnet.workers.models.info import FLIP_INVARIANT_FLAG
+
+        if self.flip_invariant == "auto":
+            return bool(getattr(config, FLIP_INVARIANT_FLAG, False))
+        return self.flip_invariant == "on"
 
     def dtype(self, device: str) -> Any:
         """auto: bf16 on GPUs that have it, else fp16; fp32 on the CPU."""

@@ -1,0 +1,86 @@
+"""Text-to-image search: a CLIP embedder built from a config, with its tokenizer, behind the API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.conftest import Stack, run_stack
+from tests.helpers import make_image, submit, wait_job, write_images
+from tests.test_cli_client import cli
+from tests.tiny_model import build_tiny_clip, build_tiny_model
+from visionnet.workers.models.embedder import Embedder, TextSearchUnavailableError
+
+
+@pytest.fixture(scope="module")
+def clip_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from run_stack(tmp_path_factory.mktemp("clip-stack"), embedder=build_tiny_clip)
+
+
+def test_clip_embedder_puts_text_and_images_in_one_space(tmp_path: Path) -> None:
+    embedder = Embedder(str(build_tiny_clip(tmp_path / "clip")), "cpu")
+    assert embedder.info["text_search"] is True and embedder.info["model_type"] == "clip"
+    texts = embedder.embed_text(["a photo of a red car", "blue sky", "a photo of a red car"])
+    images = embedder.embed([make_image(1)])
+    assert texts.shape == (3, images.shape[1]) == (3, 8)
+    assert np.allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+    assert np.abs(texts[0] - texts[2]).max() <= 1e-6  # same text, same vector
+    assert np.abs(texts[0] - texts[1]).max() > 1e-3
+
+
+def test_models_without_a_text_tower_refuse_text(tmp_path: Path) -> None:
+    embedder = Embedder(str(build_tiny_model(tmp_path / "resnet")), "cpu")
+    assert embedder.info["text_search"] is False
+    with pytest.raises(TextSearchUnavailableError, match="has no text encoder"):
+        embedder.embed_text(["a dog"])
+
+
+def test_text_search_through_the_api(clip_stack: Stack) -> None:
+    paths = write_images(clip_stack.root / "text_gallery", range(8300, 8306))
+    body = {"source": {"path": str(paths[0].parent)}, "collection": "text_gallery"}
+    assert wait_job(clip_stack.base, submit(clip_stack.base, "index", json=body))["state"] == (
+        "succeeded"
+    )
+    models = requests.get(clip_stack.base + "/api/v1/models", timeout=10).json()
+    assert models["text_search"] is True
+    assert models["embedder"]["model_type"] == "clip" and models["embedder"]["text_search"]
+
+    query = {"text": "a photo of a red car", "collection": "text_gallery", "k": 4}
+    job = wait_job(clip_stack.base, submit(clip_stack.base, "search", json=query))
+    assert job["state"] == "succeeded", job
+    hits = job["result"]["hits"]
+    assert len(hits) == 4 and {h["path"] for h in hits} <= {str(p) for p in paths}
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert job["result"]["query_text"] == "a photo of a red car"
+
+    # The CLI and the client say the same.
+    found = cli(
+        clip_stack, "search", "--text", "blue sky", "-c", "text_gallery", "-k", "2", "--json"
+    )
+    assert found.returncode == 0, found.stderr
+    assert len(json.loads(found.stdout)["result"]["hits"]) == 2
+    assert cli(clip_stack, "search", "-c", "text_gallery").returncode == 2  # neither
+
+    # Exactly one of image_id and text.
+    both = {**query, "image_id": "0" * 64}
+    for bad in (both, {"collection": "text_gallery"}):
+        r = requests.post(clip_stack.base + "/api/v1/search", json=bad, timeout=10)
+        assert r.status_code == 400 and "either image_id or text" in r.json()["message"]
+
+
+def test_text_search_on_an_image_only_embedder_is_a_clear_400(stack: Stack) -> None:
+    """The default stack's embedder has no text tower: the page hides the box, the API says why."""
+    paths = write_images(stack.root / "no_text", range(8400, 8402))
+    body = {"source": {"path": str(paths[0].parent)}, "collection": "no_text"}
+    assert wait_job(stack.base, submit(stack.base, "index", json=body))["state"] == "succeeded"
+    assert requests.get(stack.base + "/api/v1/models", timeout=10).json()["text_search"] is False
+    r = requests.post(
+        stack.base + "/api/v1/search", json={"text": "a dog", "collection": "no_text"}, timeout=10
+    )
+    assert r.status_code == 400 and "has no text encoder" in r.json()["message"]
