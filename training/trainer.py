@@ -28,8 +28,6 @@ from visionnet.training.folder import (
 from visionnet.training.recipe import Recipe
 
 CALIBRATION_STEPS = 3
-# The CIFAR-10 test split: what the time budget keeps time to evaluate on.
-EVAL_IMAGES_GUESS = 10_000
 
 
 @dataclass
@@ -212,11 +210,10 @@ class Fitter:
         self.data.processor.save_pretrained(out_dir)
 
 
-def read_curve_set(eval_dir: Path, data: TrainingData, count: int) -> tuple[Any, Any]:
+def read_curve_set(files: LabeledFiles, data: TrainingData, count: int) -> tuple[Any, Any]:
     """Every k-th image of the eval folder, processed: the accuracy curve's test set."""
     import torch
 
-    files = scan_labeled_folder(eval_dir, data.labels)
     every = max(1, len(files.paths) // count)
     paths, targets = files.paths[::every][:count], files.targets[::every][:count]
     return to_tensor(decode_rgb(paths), data.processor), torch.tensor(targets)
@@ -251,9 +248,10 @@ def train_demo(
         f"({timings['read_s']:.1f} s); mean {mean} std {std}"
     )
 
+    eval_files = scan_labeled_folder(eval_dir, data.labels) if eval_dir is not None else None
     curve_set = None
-    if eval_dir is not None and curve_images > 0:
-        curve_set = read_curve_set(eval_dir, data, curve_images)
+    if eval_files is not None and curve_images > 0:
+        curve_set = read_curve_set(eval_files, data, curve_images)
 
     t0 = time.perf_counter()
     fitter = Fitter(data, recipe, device)
@@ -264,7 +262,7 @@ def train_demo(
         per_image = per_step / fitter.batch / 3
         planned_epochs = total_steps / fitter.steps_per_epoch
         reserve = per_image * (
-            (2.6 * EVAL_IMAGES_GUESS if eval_dir is not None else 0)
+            (2.6 * len(eval_files.paths) if eval_files is not None else 0)
             + (len(curve_set[1]) * (planned_epochs + 1) if curve_set is not None else 0)
         )
         remaining = time_budget_s - (time.perf_counter() - started) - reserve

@@ -37,10 +37,14 @@ class Models(BaseModel):
 @bp.get("/models", summary="The classifier and embedder the workers run", responses={200: Models})
 def models() -> Any:
     loaded = services().models
-    found = {kind: loaded.get(kind) for kind in ("classifier", "embedder")}
-    embedder = LoadedModel.model_validate(found["embedder"]) if found["embedder"] else None
+
+    def described(kind: str) -> LoadedModel | None:
+        found = loaded.get(kind)
+        return LoadedModel.model_validate(found) if found else None
+
+    embedder = described("embedder")
     body = Models(
-        classifier=LoadedModel.model_validate(found["classifier"]) if found["classifier"] else None,
+        classifier=described("classifier"),
         embedder=embedder,
         text_search=bool(embedder and embedder.text_search),
     )

@@ -154,30 +154,24 @@ async function setupTextSearch() {
   } catch (err) { /* no models loaded yet: leave it hidden */ }
 }
 
-async function searchByText(text) {
+// A search by JSON query ({image_id} or {text}): the query's header, then the grid.
+async function searchJson(query, header) {
   clearError();
   const out = $("#lookup-result");
   try {
-    const body = { text, k: Number($("#lookup-k").value), collection: $("#lookup-collection").value };
+    const body = { ...query, k: Number($("#lookup-k").value), collection: $("#lookup-collection").value };
     const job = await waitJob((await postJson("/search", body)).job_id);
     if (job.state !== "succeeded") throw new Error(job.error || `search ${job.state}`);
-    out.replaceChildren(el("div", { class: "query" },
-      el("div", {}, el("h3", {}, "Images matching"), el("p", {}, `“${text}”`))), hitGrid(job.result.hits));
-  } catch (err) { showError(err); }
-}
-
-async function searchById(id, path) {
-  clearError();
-  const out = $("#lookup-result");
-  try {
-    const body = { image_id: id, k: Number($("#lookup-k").value), collection: $("#lookup-collection").value };
-    const job = await waitJob((await postJson("/search", body)).job_id);
-    if (job.state !== "succeeded") throw new Error(job.error || `search ${job.state}`);
-    out.replaceChildren(el("div", { class: "query" }, thumb(id, path),
-      el("div", {}, el("h3", {}, "Similar to"), el("p", {}, path))), hitGrid(job.result.hits));
+    out.replaceChildren(el("div", { class: "query" }, ...header), hitGrid(job.result.hits));
     out.scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (err) { showError(err); }
 }
+
+const searchByText = (text) =>
+  searchJson({ text }, [el("div", {}, el("h3", {}, "Images matching"), el("p", {}, `“${text}”`))]);
+
+const searchById = (id, path) =>
+  searchJson({ image_id: id }, [thumb(id, path), el("div", {}, el("h3", {}, "Similar to"), el("p", {}, path))]);
 
 function setupDrop() {
   const drop = $("#drop"), input = $("#files");

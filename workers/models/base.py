@@ -21,12 +21,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def torch_cat_mirror(pixels: Any) -> Any:
-    import torch
-
-    return torch.cat([pixels, pixels.flip(-1)])
-
-
 def mirror_mean(outputs: Any) -> Any:
     """The mean of each image's output and its mirror's (the batch's two halves)."""
     half = outputs.shape[0] // 2
@@ -63,15 +57,19 @@ class ImageModel:
         self.memory_format: Any = None
         # Largest batch known to fit; lowered when a forward pass runs out of memory.
         self.max_batch: int | None = None
-        # Average outputs over each image and its mirror (set by subclasses once loaded).
+        # Average outputs over each image and its mirror (decided in ``_ready``).
         self.flip_invariant = False
 
     processor: Any
     model: Any
 
-    def _ready(self) -> None:
-        """Move the loaded ``model`` to its device, in eval mode, as the runtime says."""
+    def _ready(self, config: Any) -> None:
+        """Move the loaded ``model`` to its device, in eval mode, as the runtime says.
+
+        ``config`` is the checkpoint's own (a CLIP vision tower's is only part of it).
+        """
         self.forward, self.memory_format = self.runtime.prepare(self.model, self.device)
+        self.flip_invariant = self.runtime.flips(config)
 
     def pixel_values(self, images: Sequence[Any]) -> dict[str, Any]:
         """The processor's batch, on the device, in the model's dtype and memory format.
@@ -83,7 +81,9 @@ class ImageModel:
         inputs = self.processor(images=images, return_tensors="pt").to(self.device)
         pixels = inputs["pixel_values"].to(self.model.dtype)
         if self.flip_invariant:
-            pixels = torch_cat_mirror(pixels)
+            import torch
+
+            pixels = torch.cat([pixels, pixels.flip(-1)])
         if self.memory_format is not None:
             pixels = pixels.contiguous(memory_format=self.memory_format)
         inputs["pixel_values"] = pixels

@@ -37,8 +37,7 @@ class Classifier(ImageModel):
         self.model: Any = load_pretrained(
             AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=self.dtype
         )
-        self._ready()
-        self.flip_invariant = self.runtime.flips(self.model.config)
+        self._ready(self.model.config)
         self.info = describe(self.name, self.model.config, flip_invariant=self.flip_invariant)
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
 

@@ -52,8 +52,7 @@ class Embedder(ImageModel):
         else:
             loader = AutoModel.from_pretrained
         self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=self.dtype)
-        self._ready()
-        self.flip_invariant = self.runtime.flips(config)
+        self._ready(config)
         self.tokenizer: Any = None
         self.text_model: Any = None
         if config.model_type == "clip":
@@ -116,13 +115,10 @@ class Embedder(ImageModel):
             texts,
             padding=True,
             truncation=True,
-            max_length=self._max_text_tokens(),
+            max_length=int(self.text_model.config.max_position_embeddings),
             return_tensors="pt",
         ).to(self.device)
         with torch.inference_mode():
             feats = self.text_model(**inputs).text_embeds.float()
             feats = torch.nn.functional.normalize(feats, dim=-1)
         return feats.cpu().numpy().astype(np.float32)
-
-    def _max_text_tokens(self) -> int:
-        return int(self.text_model.config.max_position_embeddings)
