@@ -74,8 +74,10 @@ class MilvusSettings(BaseModel):
     )
     timeout_s: float = Field(120.0, gt=0, description="Timeout of one write or search call.")
     search_ef: int = Field(128, gt=0, description="HNSW ef used by searches.")
-    search_consistency: Literal["Strong", "Bounded"] = Field(
-        "Strong", description="Bounded: faster searches on a real server, up to 5 s stale."
+    search_consistency: Literal["Session", "Strong", "Bounded"] = Field(
+        "Session",
+        description="Session: reads see every acknowledged write, waiting for no other; "
+        "Strong: wait for the server's newest time; Bounded: up to 5 s stale.",
     )
     writer_lock_wait_s: float = Field(
         35.0, ge=0, description="How long a store worker waits for the single-writer lock."

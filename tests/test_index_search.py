@@ -254,3 +254,32 @@ def test_collections_are_listed_counted_and_dropped(stack: Stack) -> None:
         # "can't find collection [old id]": a known gap, in the notes.)
         again = _index(stack, str(folder), "coll_drop")
         assert again["result"]["indexed"] == 30
+
+
+def test_a_read_right_after_a_write_sees_it(stack: Stack) -> None:
+    """Reads wait for the newest recorded write, across processes (``write_clock``).
+
+    A writer and a reader with clients of their own, as the store writer and the
+    interactive worker are. Each row is read the moment its upsert returns; on the
+    real server a read that did not wait for it (time tick 20 ms) misses it.
+    """
+    from visionnet.core.redis_conn import connect
+    from visionnet.workers.vectorstore.milvus_store import Row, VectorStore
+    from visionnet.workers.vectorstore.write_clock import WriteClock
+
+    clock = WriteClock(connect(stack.redis_url))
+    writer = VectorStore(stack.milvus_uri, search_consistency="Session", clock=clock)
+    reader = VectorStore(stack.milvus_uri, search_consistency="Session", clock=clock)
+    name = "read_after_write"
+    writer.ensure_collection(name, 4, "test-model")
+    server = stack.env.get("VISIONNET_MILVUS__ENGINE") == "server"
+    for n in range(12):
+        vector = [1.0 if i == n % 4 else 0.01 * n for i in range(4)]
+        row_id = f"{n:064d}"
+        writer.upsert(name, [Row(row_id, vector, f"/x/{n}", 1, "test-model", 0)], flush=not server)
+        if server:  # the server stamps writes; the clock holds the newest
+            assert clock.last(name) == writer.last_write_ts(name) > 0
+        assert reader.get_vector(name, row_id) is not None
+        assert row_id in {h.id for h in reader.search(name, vector, k=20)}
+    writer.drop_collection(name)
+    assert clock.last(name) is None

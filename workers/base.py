@@ -25,6 +25,7 @@ from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.redis_conn import connect
 from visionnet.workers.vectorstore.milvus_store import VectorStore
 from visionnet.workers.vectorstore.staging import StagingArea
+from visionnet.workers.vectorstore.write_clock import WriteClock
 
 
 class WorkerContext:
@@ -68,6 +69,7 @@ class WorkerContext:
             m.timeout_s,
             m.search_ef,
             m.search_consistency,
+            WriteClock(self._redis),
         )
 
 

@@ -320,9 +320,10 @@ class JobStore:
             args += [name, value if isinstance(value, str | int | float) else json.dumps(value)]
         return int(self._transition(keys=[self.key(job_id), metrics.KEY], args=args)) == 1
 
-    def start(self, job_id: str) -> bool:
-        """Mark a job running; False if it was cancelled or expired before it ran."""
-        return self.transition(job_id, JobState.RUNNING, started_at=_now())
+    def start(self, job_id: str, **fields: Any) -> bool:
+        """Mark a job running (setting ``fields`` in the same write); False if it was
+        cancelled or expired before it ran."""
+        return self.transition(job_id, JobState.RUNNING, started_at=_now(), **fields)
 
     def set_fields(self, job_id: str, **fields: int | str) -> bool:
         """Update fields of an existing record (refreshing its lifetime); False if it is gone."""

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus.client import ts_utils
+
+from visionnet.workers.vectorstore.write_clock import WriteClock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,6 +33,8 @@ UPSERT_BATCH = 1024
 # HNSW candidate list of a filtered search (stack facts: a filter matching under
 # about 0.1% of rows returns fewer than k hits below about 1,024).
 FILTERED_EF = 1024
+# The error code of a read on a collection that does not exist (server and Lite).
+COLLECTION_NOT_FOUND = 100
 
 
 class CollectionMismatchError(ValueError):
@@ -87,11 +92,14 @@ class VectorStore:
         timeout_s: float = 120.0,
         ef: int = 128,
         search_consistency: str = "Strong",
+        clock: WriteClock | None = None,
     ) -> None:
         self._client = MilvusClient(uri=uri, token=token, timeout=timeout_s)
         self._timeout = timeout_s
         self._ef = ef
         self._search_consistency = search_consistency
+        # Writes record their timestamp here; "Session" reads wait for exactly that.
+        self._clock = clock
         self._loaded: set[str] = set()
         self._verified: dict[str, tuple[int, str]] = {}
         self._fields: dict[str, frozenset[str]] = {}
@@ -157,6 +165,8 @@ class VectorStore:
     def drop_collection(self, name: str) -> None:
         if self.has_collection(name):
             self._client.drop_collection(name, timeout=self._timeout)
+        if self._clock is not None:
+            self._clock.forget(name)
         self._loaded.discard(name)
         self._verified.pop(name, None)
         self._fields.pop(name, None)
@@ -168,17 +178,21 @@ class VectorStore:
         return self._fields[name]
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
-        if not ids or not self.has_collection(name):
+        if not ids:
             return set()
-        rows = self._with_loaded(
-            name,
-            lambda: self._client.query(
+        try:
+            rows = self._with_loaded(
                 name,
-                filter=f"id in {json.dumps(list(ids))}",
-                output_fields=["id"],
-                timeout=self._timeout,
-            ),
-        )
+                lambda: self._client.query(
+                    name,
+                    filter=f"id in {json.dumps(list(ids))}",
+                    output_fields=["id"],
+                    timeout=self._timeout,
+                    **self._read_consistency(name),
+                ),
+            )
+        except CollectionNotFoundError:
+            return set()  # the first chunk of a new collection
         return {str(r["id"]) for r in rows}
 
     def upsert(self, name: str, rows: Sequence[Row], *, flush: bool = True) -> None:
@@ -200,11 +214,18 @@ class VectorStore:
             self._client.upsert(name, batch, timeout=self._timeout)
         if flush:
             self._client.flush(name, timeout=self._timeout)
+        self._wrote(name)
 
     def get_vector(self, name: str, vector_id: str) -> list[float] | None:
-        self._require(name)
         rows = self._with_loaded(
-            name, lambda: self._client.get(name, ids=[vector_id], output_fields=["vector"])
+            name,
+            lambda: self._client.get(
+                name,
+                ids=[vector_id],
+                output_fields=["vector"],
+                timeout=self._timeout,
+                **self._read_consistency(name),
+            ),
         )
         return [float(v) for v in rows[0]["vector"]] if rows else None
 
@@ -214,9 +235,9 @@ class VectorStore:
         A filter that matches few rows starves HNSW's candidate list (fewer than
         ``k`` hits come back), so a filtered search looks wider.
         """
-        self._require(name)
         out = [f for f in ("path", "width", "height", "label") if f in self.fields(name)]
         ef = max(self._ef, k, FILTERED_EF if expr else 0)
+        consistency = self._read_consistency(name)
         result = self._with_loaded(
             name,
             lambda: self._client.search(
@@ -226,8 +247,8 @@ class VectorStore:
                 filter=expr,
                 output_fields=out,
                 search_params={"metric_type": "COSINE", "params": {"ef": ef}},
-                consistency_level=self._search_consistency,
                 timeout=self._timeout,
+                **consistency,
             ),
         )
         return [Hit(id=str(h["id"]), score=float(h["distance"]), **h["entity"]) for h in result[0]]
@@ -261,26 +282,68 @@ class VectorStore:
             self._client.delete(name, ids=batch, timeout=self._timeout)
         if flush and ids:
             self._client.flush(name, timeout=self._timeout)
+        if ids:
+            self._wrote(name)
+
+    def last_write_ts(self, name: str) -> int:
+        """The Milvus timestamp of this process's newest write to ``name``; 0 if unknown.
+
+        MilvusClient does not return it, but pymilvus keeps it per collection for
+        its own "Session" reads; that cache is read here (pymilvus is pinned, and
+        ``tests/test_store_consistency.py`` fails if this stops finding it). Milvus
+        Lite stamps no writes: 0 there, and its reads need none.
+        """
+        try:
+            handler = self._client._get_connection()
+            db = self._client._generate_call_context().get_db_name() or ""
+            return int(ts_utils.get_collection_ts(name, handler.server_address, db) or 0)
+        except (AttributeError, TypeError, ValueError, MilvusException):
+            return 0
+
+    def _wrote(self, name: str) -> None:
+        if self._clock is not None:
+            self._clock.record(name, self.last_write_ts(name))
+
+    def _read_consistency(self, name: str) -> dict[str, Any]:
+        """How a read waits for writes: see ``visionnet.workers.vectorstore.write_clock``."""
+        if self._search_consistency != "Session":
+            return {"consistency_level": self._search_consistency}
+        last = self._clock.last(name) if self._clock is not None else None
+        if last is None:  # no write recorded (an older collection, a Redis that lost it)
+            return {"consistency_level": "Strong"}
+        return {"consistency_level": "Customized", "guarantee_timestamp": last}
 
     def _require(self, name: str) -> None:
         if not self.has_collection(name):
             raise CollectionNotFoundError(f"collection {name!r} does not exist: index images first")
 
     def _with_loaded(self, name: str, call: Callable[[], T]) -> T:
-        """A collection is not loaded after a server restart: load it and retry once.
+        """Run a read, loading the collection first in a new process.
 
-        Milvus Lite says "released"; a real server says "not loaded" (code 101)
-        and reloads by itself, and ``load_collection`` waits for that.
+        A collection is not loaded after a server restart: Milvus Lite says
+        "released"; a real server says "not loaded" (code 101) and reloads by
+        itself, and ``load_collection`` waits for that: load and retry once.
+        A missing collection (both stores: code 100) is a CollectionNotFoundError,
+        found by the read itself rather than by a round trip before every read.
         """
-        if name not in self._loaded:
-            self._client.load_collection(name, timeout=self._timeout)
-            self._loaded.add(name)
         try:
-            return call()
+            if name not in self._loaded:
+                self._client.load_collection(name, timeout=self._timeout)
+                self._loaded.add(name)
+            try:
+                return call()
+            except MilvusException as exc:
+                text = f"{exc} {getattr(exc, 'message', '')}"
+                if "released" not in text and "not loaded" not in text:
+                    raise
+                log.info("collection %s was released; loading it again", name)
+                self._client.load_collection(name, timeout=self._timeout)
+                return call()
         except MilvusException as exc:
-            text = f"{exc} {getattr(exc, 'message', '')}"
-            if "released" not in text and "not loaded" not in text:
+            if getattr(exc, "code", None) != COLLECTION_NOT_FOUND:
                 raise
-            log.info("collection %s was released; loading it again", name)
-            self._client.load_collection(name, timeout=self._timeout)
-            return call()
+            self._loaded.discard(name)
+            self._fields.pop(name, None)
+            raise CollectionNotFoundError(
+                f"collection {name!r} does not exist: index images first"
+            ) from exc
