@@ -110,8 +110,12 @@ class MemorySampler(threading.Thread):
         return []
 
 
-def search_latencies(api: Api, ids: list[str], collection: str) -> tuple[list[float], list[float]]:
-    """Submit-to-success seconds of each search by id, and the Milvus call's own seconds."""
+def search_latencies(
+    api: Api, ids: list[str], collection: str, recorded: list[float] | None = None
+) -> tuple[list[float], list[float]]:
+    """Submit-to-success seconds of each search by id as the client sees it, and the
+    Milvus call's own seconds; ``recorded`` gets the job record's own created-to-finished
+    seconds (the server's clock, without the client's HTTP and polling)."""
     total, milvus = [], []
     for image_id in ids:
         start = time.perf_counter()
@@ -126,6 +130,8 @@ def search_latencies(api: Api, ids: list[str], collection: str) -> tuple[list[fl
         if job["state"] != "succeeded":
             raise RuntimeError(f"search {job_id} {job['state']}: {job['error']}")
         milvus.append(float(job["result"]["stage_seconds"]["search"]))
+        if recorded is not None:
+            recorded.append(job_seconds(job))
     return total, milvus
 
 
@@ -167,6 +173,52 @@ def recall_at_10(uri: str, collection: str, query_ids: list[str], ef: int) -> di
     }
 
 
+def read_costs(
+    uri: str, collection: str, query_ids: list[str], write_ts: int | None
+) -> dict[str, Any]:
+    """A search by id's two reads (get the vector, search), by consistency, side by side.
+
+    "Strong" waits for the server's newest time; "Session" is what the workers do
+    by default: wait for the newest recorded write (``write_ts``, from Redis).
+    Each query is read at both levels in turn, so both see the same machine.
+    """
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=600)
+    client.load_collection(collection)
+    levels: dict[str, dict[str, Any]] = {"Strong": {"consistency_level": "Strong"}}
+    if write_ts:
+        levels["Session"] = {"consistency_level": "Customized", "guarantee_timestamp": write_ts}
+    seconds: dict[str, list[float]] = {level: [] for level in levels}
+    params = {"metric_type": "COSINE", "params": {"ef": 128}}
+    for _round in range(3):
+        for qid in query_ids:
+            for level, kw in levels.items():
+                start = time.perf_counter()
+                (row,) = client.get(collection, ids=[qid], output_fields=["vector"], **kw)
+                client.search(
+                    collection,
+                    data=[row["vector"]],
+                    limit=10,
+                    output_fields=["path", "width", "height", "label"],
+                    search_params=params,
+                    **kw,
+                )
+                seconds[level].append(time.perf_counter() - start)
+    return {level: summary(values) for level, values in seconds.items()}
+
+
+def newest_write_ts(stack_dir: Path, collection: str) -> int | None:
+    """The write clock's entry for ``collection`` in the stack's Redis."""
+    import redis
+
+    from visionnet.workers.vectorstore.write_clock import KEY
+
+    client = redis.Redis(unix_socket_path=str(stack_dir / "data" / "redis" / "redis.sock"))
+    value = client.hget(KEY, collection)
+    return int(value) if value else None
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"p50_ms": statistics.median(values) * 1e3, "p95_ms": percentile(values, 0.95) * 1e3}
 
@@ -181,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         "--real", type=Path, help="A folder of real photos, indexed too; recall queries from it."
     )
     parser.add_argument("--engine", choices=["lite", "server"], default="lite")
+    parser.add_argument(
+        "--flip-invariant",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="models.flip_invariant: off halves the demo model's cost when only search matters.",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/large_job.json"))
     args = parser.parse_args(argv)
     console = Console()
@@ -206,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {"VISIONNET_MILVUS__EMBEDDED_PORT": str(port)}
         if args.engine == "server":
             env |= {"VISIONNET_MILVUS__ENGINE": "server", "VISIONNET_MILVUS__DIRECT_WRITES": "true"}
+        env["VISIONNET_MODELS__FLIP_INVARIANT"] = args.flip_invariant
         roots = [main_dir, busy_dir, *([args.real] if args.real else [])]
         with private_stack(stack_dir, roots, extra_env=env) as base:
             api = Api(base)
@@ -217,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
             sampler.join()
             seconds = job_seconds(job)
             search_latencies(api, ids[:5], "large")  # warm
-            idle, idle_milvus = search_latencies(api, ids, "large")
-            recall = recall_at_10(f"http://127.0.0.1:{port}", "large", ids, ef=128)
+            idle_recorded: list[float] = []
+            idle, idle_milvus = search_latencies(api, ids, "large", idle_recorded)
+            uri = f"http://127.0.0.1:{port}"
+            recall = recall_at_10(uri, "large", ids, ef=128)
+            reads = read_costs(uri, "large", ids, newest_write_ts(stack_dir, "large"))
             body = {"source": {"path": str(busy_dir)}, "collection": "busy"}
             busy_id = api.submit("index", json=body)
             time.sleep(3)  # planned, chunks queued, the model worker mid-chunk
@@ -244,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         "p5_search_by_id": {
             "vectors": result["indexed"],
             "idle_total": summary(idle),
+            "idle_job_record": summary(idle_recorded),
             "idle_milvus_call": summary(idle_milvus),
+            "reads_by_consistency": reads,
             "during_index_job_total": summary(busy),
             "during_index_job_milvus_call": summary(busy_milvus),
             "index_job_state_after_the_searches": still_running,
@@ -263,9 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(f"peak RSS {name}", f"{mb:.0f} MB")
     table.add_row("Redis peak used memory", f"{report['redis_peak_used_memory_mb']:.0f} MB")
     p5 = report["p5_search_by_id"]
-    for key in ("idle_total", "idle_milvus_call", "during_index_job_total"):
+    for key in ("idle_total", "idle_job_record", "idle_milvus_call", "during_index_job_total"):
         p50, p95 = p5[key]["p50_ms"], p5[key]["p95_ms"]
         table.add_row(f"P5 {key} p50 / p95", f"{p50:.1f} / {p95:.1f} ms")
+    for level, costs in reads.items():
+        p50, p95 = costs["p50_ms"], costs["p95_ms"]
+        table.add_row(f"get + search, {level} p50 / p95", f"{p50:.1f} / {p95:.1f} ms")
     table.add_row("second job state after the searches", str(still_running))
     table.add_row("recall@10 vs exact (ef 128)", f"{recall['recall_at_10']:.3f}")
     p50, p95 = recall["search_call"]["p50_ms"], recall["search_call"]["p95_ms"]

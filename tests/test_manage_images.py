@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from pymilvus import MilvusClient
@@ -61,8 +62,28 @@ def indexed(stack: Stack) -> dict[str, list[Path]]:
     job = wait_job(stack.base, submit(stack.base, "index", json=body), timeout=180)
     assert job["state"] == "succeeded", job
     assert job["result"]["indexed"] == 36
-    assert "classify" in job["result"]["stage_seconds"]
+    # One pass gave labels and vectors: the tiny ResNet's head reads the embedder's
+    # vector (``one_pass``), so there is no separate classify stage.
+    assert "classify" not in job["result"]["stage_seconds"]
     return sets
+
+
+def test_vectors_stored_while_classifying_are_the_embedders(
+    stack: Stack, indexed: dict[str, list[Path]]
+) -> None:
+    paths = indexed["wide"][:3] + indexed["other"][:2]
+    job = wait_job(stack.base, submit(stack.base, "embed", json={"paths": [str(p) for p in paths]}))
+    assert job["state"] == "succeeded", job
+    ids = [sha256_file(p) for p in paths]
+
+    def stored(client: Any) -> dict[str, list[float]]:
+        client.load_collection(COLLECTION)
+        rows = client.get(COLLECTION, ids=ids, output_fields=["vector"])
+        return {r["id"]: r["vector"] for r in rows}
+
+    vectors = with_milvus(stack.milvus_uri, stored)
+    for image_id, image in zip(ids, job["result"]["images"], strict=True):
+        np.testing.assert_allclose(vectors[image_id], image["vector"], atol=1e-5)
 
 
 def test_an_image_by_id_has_its_metadata_and_top_label(
@@ -163,7 +184,6 @@ def test_delete_needs_one_selection_and_an_existing_collection(stack: Stack) -> 
 def test_export_downloads_every_row_with_its_vector(
     stack: Stack, indexed: dict[str, list[Path]], tmp_path: Path
 ) -> None:
-    import numpy as np
     import pyarrow.parquet as pq
 
     from visionnet.client import Client

@@ -178,3 +178,48 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_but_never_below_the_input() ->
     assert full.size == (640, 480)  # type: ignore[union-attr]
     # libjpeg scales by 1/2, 1/4 or 1/8: 1/4 is the most that keeps both sides >= 64.
     assert reduced.size == (160, 120)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("flips", ["off", "on"])
+def test_one_pass_gives_the_embedders_vectors_and_the_classifiers_labels(
+    model_dir: Path, flips: str
+) -> None:
+    """A ResNet's head reads its pooled output, which is the embedder's vector."""
+    from visionnet.workers.models.one_pass import gives_embedder_vectors
+
+    runtime = Runtime(flip_invariant=flips)
+    clf = Classifier(str(model_dir), "cpu", runtime=runtime)
+    emb = Embedder(str(model_dir), "cpu", runtime=runtime)
+    assert clf.flip_invariant is (flips == "on")
+    assert gives_embedder_vectors(clf, emb)
+    images = [make_image(i) for i in range(5)]
+    rows, vectors = clf.predict_with_features(images, top_k=3)
+    assert np.allclose(vectors, emb.embed(images), atol=1e-5)
+    assert rows == clf.predict(images, top_k=3)
+
+
+def test_one_pass_is_refused_where_the_head_reads_something_else(tmp_path: Path) -> None:
+    """A ViT's head reads the CLS token; its embedder returns the pooler's output."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    from visionnet.workers.models.one_pass import gives_embedder_vectors
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32, num_labels=3,
+    )  # fmt: skip
+    ViTForImageClassification(config).save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    clf = Classifier(str(tmp_path), "cpu")
+    emb = Embedder(str(tmp_path), "cpu")
+    assert not gives_embedder_vectors(clf, emb)
+
+
+def test_one_pass_needs_one_checkpoint(model_dir: Path, tmp_path: Path) -> None:
+    from visionnet.workers.models.one_pass import gives_embedder_vectors
+
+    other = build_tiny_model(tmp_path / "other", seed=7)
+    classifier, embedder = Classifier(str(other), "cpu"), Embedder(str(model_dir), "cpu")
+    assert not gives_embedder_vectors(classifier, embedder)

@@ -9,7 +9,7 @@ from celery import shared_task
 from visionnet.core.jobs import JobState
 from visionnet.core.jobtypes import ClassifyParams, job_type
 from visionnet.workers.model_worker.context import ModelTask
-from visionnet.workers.model_worker.images import Decoded, process_images
+from visionnet.workers.model_worker.images import Decoded, process_images, succeed
 from visionnet.workers.model_worker.sources import Source
 from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
 from visionnet.workers.models.loading import ModelUnavailableError
@@ -45,4 +45,4 @@ def classify(
     result: dict[str, Any] = {"model": model.info, "images": images, "forward_passes": passes}
     if model.info["random_weights"]:
         result["notice"] = RANDOM_WEIGHTS_NOTICE
-    ctx.jobs.transition(job_id, JobState.SUCCEEDED, result=result)
+    succeed(ctx, job_id, images, result)

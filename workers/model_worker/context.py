@@ -19,6 +19,7 @@ from visionnet.workers.model_worker.batcher import Batcher, DirectRunner, Dynami
 from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.classifier import Classifier, Prediction
 from visionnet.workers.models.embedder import Embedder
+from visionnet.workers.models.one_pass import gives_embedder_vectors
 from visionnet.workers.models.registry import ModelRegistry
 from visionnet.workers.models.runtime import Runtime
 
@@ -32,6 +33,8 @@ class ModelContext(WorkerContext):
         self._batchers: dict[str, Batcher[Any, Any]] = {}
         self._batchers_lock = threading.Lock()
         self._published: set[str] = set()
+        self._one_pass: bool | None = None
+        self._one_pass_lock = threading.Lock()
 
     @cached_property
     def reader_pool(self) -> ThreadPoolExecutor:
@@ -58,6 +61,13 @@ class ModelContext(WorkerContext):
 
     def embedder(self) -> Embedder:
         return self._publish(self.models.get(Embedder, self.settings.embedder_ref))
+
+    def one_pass(self) -> bool:
+        """Whether the classifier's pass also gives the embedder's vectors (checked once)."""
+        with self._one_pass_lock:
+            if self._one_pass is None:
+                self._one_pass = gives_embedder_vectors(self.classifier(), self.embedder())
+            return self._one_pass
 
     def _publish(self, model: M) -> M:
         """Tell the web what this process loaded (once per model kind)."""

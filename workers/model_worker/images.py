@@ -1,8 +1,8 @@
 """The loop that jobs over a list of images share: fetch, decode, run a model, batch by batch.
 
 A file that cannot be read or decoded gets an error entry of its own and the
-rest go on; progress is counted after every batch, and a cancelled job stops
-at the next batch.
+rest go on; progress is counted after every batch (the last one's with the
+job's end), and a cancelled job stops at the next batch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL.Image import Image
 
+from visionnet.core.jobs import JobState
 from visionnet.workers.model_worker.context import ModelContext
 from visionnet.workers.model_worker.reader import FileError, RawFile, decode
 from visionnet.workers.model_worker.sources import Source, fetch
@@ -43,7 +44,8 @@ def process_images(
     failed = 0
     batch_size = ctx.settings.models.batch_size
     for start in range(0, len(sources), batch_size):
-        if not ctx.jobs.is_active(job_id):
+        # The task has just started the job: the first batch needs no second look.
+        if start and not ctx.jobs.is_active(job_id):
             return None
         batch = sources[start : start + batch_size]
         decoded: list[Decoded] = []
@@ -64,6 +66,14 @@ def process_images(
             for slot, entry in zip(slots, run(decoded), strict=True):
                 results[slot].update(entry)
         # Absolute counts: a redelivered task starts over without counting twice.
-        ctx.jobs.set_progress(job_id, len(results), failed)
+        # The last batch's count goes with the job's end (``succeed``): one write.
+        if start + batch_size < len(sources):
+            ctx.jobs.set_progress(job_id, len(results), failed)
     ctx.blobs.delete(*[s["blob"] for s in sources if "blob" in s])
     return results
+
+
+def succeed(ctx: ModelContext, job_id: str, entries: list[dict[str, Any]], result: Any) -> None:
+    """End the job with its result and its final counts, in one record write."""
+    failed = sum("error" in entry for entry in entries)
+    ctx.jobs.transition(job_id, JobState.SUCCEEDED, result=result, done=len(entries), failed=failed)

@@ -252,7 +252,10 @@ def embed_chunk(
     labels: list[str] = []
     label_scores: list[float] = []
     timings["decode_wait"] = timings["embed"] = 0.0
-    if classifier is not None:
+    # Labels and vectors from one pass where the classifier's head reads the
+    # embedder's vector (checked once per process); else a second pass.
+    one_pass = classifier is not None and ctx.one_pass()
+    if classifier is not None and not one_pass:
         timings["classify"] = 0.0
     ahead = [pool.submit(decode_batch, batch) for batch in batches[:2]]
     for n in range(len(batches)):
@@ -273,7 +276,15 @@ def embed_chunk(
             sizes.append(len(raw.data))
             widths.append(width)
             heights.append(height)
-        if images:
+        if images and one_pass:
+            assert classifier is not None
+            start = time.perf_counter()
+            rows, features = classifier.predict_with_features(images, top_k=1)
+            vectors.append(features)
+            labels += [best.label for best, *_rest in rows]
+            label_scores += [round(best.score, 6) for best, *_rest in rows]
+            timings["embed"] += time.perf_counter() - start
+        elif images:
             start = time.perf_counter()
             vectors.append(embedder.embed(images))
             timings["embed"] += time.perf_counter() - start

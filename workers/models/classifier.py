@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from PIL.Image import Image
 
 from visionnet.workers.models.base import ImageModel, mirror_mean
@@ -18,6 +21,10 @@ from visionnet.workers.models.runtime import Runtime
 class Prediction:
     label: str
     score: float
+
+
+class HeadInputUnavailableError(RuntimeError):
+    """The classifier has no ``classifier`` head module whose input a hook can see."""
 
 
 class Classifier(ImageModel):
@@ -40,6 +47,9 @@ class Classifier(ImageModel):
         self._ready(self.model.config)
         self.info = describe(self.name, self.model.config, flip_invariant=self.flip_invariant)
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
+        # What the head read in this thread's last pass, when asked (see ``predict_with_features``).
+        self._head_input = threading.local()
+        self._head_hooked = False
 
     def _warm(self, image: Image) -> None:
         self.predict([image], 1)
@@ -52,7 +62,70 @@ class Classifier(ImageModel):
 
         return self.fitting(run, images, lambda parts: [row for part in parts for row in part])
 
-    def _predict(self, images: Sequence[Image], top_k: int) -> list[list[Prediction]]:
+    def predict_with_features(
+        self, images: list[Image], top_k: int
+    ) -> tuple[list[list[Prediction]], NDArray[np.float32]]:
+        """Top-k labels and, from the same forward pass, the L2-normalised features the
+        head read (flip-averaged like the logits).
+
+        Whether those are the embedder's vectors depends on the architecture: see
+        ``visionnet.workers.models.one_pass``, which checks it before anyone relies on it.
+        Raises HeadInputUnavailableError when no head input can be seen.
+        """
+
+        def run(
+            batch: Sequence[Image],
+        ) -> tuple[list[list[Prediction]], NDArray[np.float32]]:
+            return self._predict_and_features(batch, top_k)
+
+        def join(
+            parts: list[tuple[list[list[Prediction]], NDArray[np.float32]]],
+        ) -> tuple[list[list[Prediction]], NDArray[np.float32]]:
+            return [row for rows, _ in parts for row in rows], np.concatenate([f for _, f in parts])
+
+        return self.fitting(run, images, join)
+
+    def _predict_and_features(
+        self, images: Sequence[Image], top_k: int
+    ) -> tuple[list[list[Prediction]], NDArray[np.float32]]:
+        import torch
+
+        self._hook_head()
+        self._head_input.want, self._head_input.value = True, None
+        try:
+            logits = self._logits(images)
+        finally:
+            self._head_input.want = False
+        seen = self._head_input.value
+        self._head_input.value = None
+        if seen is None:  # a compiled forward, for one, runs no module hooks
+            raise HeadInputUnavailableError(f"{self.name}: the head's input was not seen")
+        with torch.inference_mode():
+            feats = seen.flatten(1).float()
+            if self.flip_invariant:
+                feats = mirror_mean(feats)
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+        return self._top_k(logits, top_k), feats.cpu().numpy().astype(np.float32)
+
+    def _hook_head(self) -> None:
+        """Keep the head's input for threads that ask for it (installed once)."""
+        import torch
+
+        if self._head_hooked:
+            return
+        head = getattr(self.model, "classifier", None)
+        if not isinstance(head, torch.nn.Module):
+            raise HeadInputUnavailableError(f"{self.name}: no classifier head module")
+        state = self._head_input
+
+        def keep(_module: Any, args: tuple[Any, ...]) -> None:
+            if getattr(state, "want", False) and args:
+                state.value = args[0]
+
+        head.register_forward_pre_hook(keep)
+        self._head_hooked = True
+
+    def _logits(self, images: Sequence[Image]) -> Any:
         import torch
 
         inputs = self.pixel_values(images)
@@ -60,6 +133,12 @@ class Classifier(ImageModel):
             logits = self.forward(**inputs).logits.float()
             if self.flip_invariant:
                 logits = mirror_mean(logits)
+        return logits
+
+    def _predict(self, images: Sequence[Image], top_k: int) -> list[list[Prediction]]:
+        return self._top_k(self._logits(images), top_k)
+
+    def _top_k(self, logits: Any, top_k: int) -> list[list[Prediction]]:
         probs = logits.sigmoid() if self._multi_label else logits.softmax(dim=-1)
         k = min(top_k, probs.shape[-1])
         scores, indices = probs.topk(k, dim=-1)
