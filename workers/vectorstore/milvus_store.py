@@ -290,7 +290,7 @@ class VectorStore:
 
         MilvusClient does not return it, but pymilvus keeps it per collection for
         its own "Session" reads; that cache is read here (pymilvus is pinned, and
-        ``tests/test_store_consistency.py`` fails if this stops finding it). Milvus
+        ``test_a_read_right_after_a_write_sees_it`` fails if this stops finding it). Milvus
         Lite stamps no writes: 0 there, and its reads need none.
         """
         try:
