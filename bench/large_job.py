@@ -244,13 +244,10 @@ def read_costs(
 
 def newest_write_ts(stack_dir: Path, collection: str) -> int | None:
     """The write clock's entry for ``collection`` in the stack's Redis."""
-    import redis
+    from visionnet.workers.vectorstore.write_clock import WriteClock
 
-    from visionnet.workers.vectorstore.write_clock import KEY
-
-    client = redis.Redis(unix_socket_path=str(stack_dir / "data" / "redis" / "redis.sock"))
-    value = client.hget(KEY, collection)
-    return int(value) if value else None
+    redis = connect(f"redis+socket://{stack_dir / 'data' / 'redis' / 'redis.sock'}")
+    return WriteClock(redis).last(collection)
 
 
 def summary(values: list[float]) -> dict[str, float]:
