@@ -247,7 +247,10 @@ def _launch_gpu_workers(gpus: list[str], queues: str, loglevel: str) -> int:
     click.echo(f"VisionNet: model workers on GPUs {','.join(gpus)}: pids "
                + " ".join(str(c.pid) for c in children))  # fmt: skip
 
+    forwarded: set[int] = set()
+
     def forward(signum: int, _frame: Any) -> None:
+        forwarded.add(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -256,9 +259,21 @@ def _launch_gpu_workers(gpus: list[str], queues: str, loglevel: str) -> int:
         signal.signal(signum, forward)
     while all(child.poll() is None for child in children):
         time.sleep(0.5)
-    forward(signal.SIGTERM, None)
+    # A worker that ended on its own fails the set; its code is the launcher's.
+    own = [c.returncode for c in children if c.returncode] if not forwarded else []
+    if not forwarded:
+        forward(signal.SIGTERM, None)
+    # Each stop signal goes to a worker once: a second one can land while Python
+    # is exiting, after it has put back the default handlers, and kill it.
     codes = [child.wait() for child in children]
-    return next((c for c in codes if c), 0)
+    # A worker ended by the very signal it was sent stopped as asked.
+    failed = own or [c for c in codes if c and -c not in forwarded]
+    return _exit_status(failed[0]) if failed else 0
+
+
+def _exit_status(returncode: int) -> int:
+    """A child's return code as a shell would report it (killed by signal N: 128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _run_worker(app: Any, queue: str, hostname: str, loglevel: str, options: list[str]) -> None:
