@@ -115,7 +115,7 @@ class ModelSettings(BaseModel):
         "auto", description="Weights and activations: auto = bf16 (else fp16) on GPU, fp32 on CPU."
     )
     channels_last: bool = Field(
-        True, description="channels_last memory format for conv nets on GPU."
+        True, description="channels_last memory format for conv nets (GPU and CPU)."
     )
     compile: bool = Field(False, description="torch.compile the models (slow first pass).")
     flip_invariant: Literal["auto", "on", "off"] = Field(
@@ -174,6 +174,12 @@ class FlowerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address Flower binds.")
     port: int = Field(5555, ge=0, le=65535, description="Flower port.")
     basic_auth: str = Field("", description="user:password for Flower; empty = none.")
+    task_events: bool = Field(
+        False,
+        description="Workers send task events from the start and the web a 'sent' event "
+        "per task; off: workers start sending once Flower asks (within seconds of it "
+        "starting), and small jobs skip the event traffic while nobody watches.",
+    )
 
 
 class Settings(BaseSettings):

@@ -54,6 +54,21 @@ def test_precision_setting_runs_the_model_in_bf16(model_dir: Path) -> None:
     assert Runtime().dtype("cpu") == torch.float32
 
 
+def test_conv_nets_run_channels_last_on_the_cpu_with_the_same_vectors(model_dir: Path) -> None:
+    import torch
+
+    images = [make_image(i) for i in range(4)]
+    fast = Embedder(str(model_dir), "cpu")  # the default runtime
+    plain = Embedder(str(model_dir), "cpu", runtime=Runtime(channels_last=False))
+    assert fast.memory_format == torch.channels_last and plain.memory_format is None
+    assert fast.pixel_values(images)["pixel_values"].is_contiguous(
+        memory_format=torch.channels_last
+    )
+    conv = next(m for m in fast.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.allclose(fast.embed(images), plain.embed(images), atol=1e-5)
+
+
 def test_registry_loads_once(model_dir: Path) -> None:
     reg = ModelRegistry("auto", offline=True)
     embedder = reg.get(Embedder, str(model_dir))

@@ -285,7 +285,7 @@ def _run_worker(app: Any, queue: str, hostname: str, loglevel: str, options: lis
             *options,
             "--hostname",
             hostname,
-            "--task-events",
+            # Task events follow flower.task_events (celery_config); Flower turns them on.
             "--loglevel",
             loglevel,
             "--without-mingle",

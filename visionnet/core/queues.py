@@ -96,7 +96,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Nothing reads task results (jobs report to their records), and a chain
         # passes embed_chunk's vectors to write_chunk without the backend.
         "task_ignore_result": True,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Flower turns workers' task events on when it runs (its enable_events,
+        # every 5 s); without it nobody reads them, and each one-image job
+        # would pay for a published event per state change.
+        "worker_send_task_events": settings.flower.task_events,
+        "task_send_sent_event": settings.flower.task_events,
         "timezone": "UTC",
     }
