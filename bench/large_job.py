@@ -35,7 +35,7 @@ from rich.table import Table
 from bench.client import FINAL, Api, job_seconds
 from bench.images import images_under
 from bench.report import percentile, write_report
-from bench.stack import free_port, private_stack
+from bench.stack import free_port, private_stack, wait_until_quiet
 from visionnet.core.redis_conn import connect
 
 PROGRAMS = {
@@ -110,38 +110,10 @@ class MemorySampler(threading.Thread):
         return []
 
 
-def settle(
-    sampler: MemorySampler, below: float = 0.4, window_s: float = 10.0, limit_s: float = 180
-) -> float:
-    """Wait until the whole stack averages under ``below`` of a core over ``window_s``.
-
-    After a large insert a real Milvus server keeps sealing segments and building
-    their indexes for a while; "idle" latency is measured once that is done. (An
-    idle stack on the real server uses about 0.16 of a core here: etcd, time
-    ticks, in bursts.) Returns the seconds waited (``limit_s`` at most).
-    """
+def settle(sampler: MemorySampler) -> float:
+    """Wait for the stack to go quiet (``bench.stack.wait_until_quiet``); seconds waited."""
     programs = sampler._programs()
-    if not programs:
-        return 0.0
-    root = programs[0][1]  # supervisord: the whole stack
-
-    def cpu_seconds() -> float:
-        total = 0.0
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
-
-    start = time.monotonic()
-    samples = [(start, cpu_seconds())]
-    while time.monotonic() - start < limit_s:
-        time.sleep(2.0)
-        samples.append((time.monotonic(), cpu_seconds()))
-        old = [s for s in samples if s[0] <= samples[-1][0] - window_s]
-        if old and (samples[-1][1] - old[-1][1]) / (samples[-1][0] - old[-1][0]) < below:
-            break
-    return time.monotonic() - start
+    return wait_until_quiet(programs[0][1] if programs else None)
 
 
 def search_latencies(

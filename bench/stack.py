@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import requests
 
 
@@ -78,3 +80,45 @@ def private_stack(
             proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def stack_root(workdir: Path) -> psutil.Process | None:
+    """The supervisord of the stack started in ``workdir`` (its programs are its children)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "supervisord" in cmd and str(workdir) in cmd:
+            return proc
+    return None
+
+
+def wait_until_quiet(
+    root: psutil.Process | None, below: float = 0.4, window_s: float = 10.0, limit_s: float = 180
+) -> float:
+    """Wait until the stack under ``root`` averages under ``below`` of a core over ``window_s``.
+
+    A stack is busy for a while after it answers: its workers load their models
+    and run a warm-up pass in the background, and after a large insert a real
+    Milvus server keeps sealing segments and building indexes. A timing taken
+    then measures that too. (An idle stack on the real server uses about 0.16 of
+    a core here: etcd, time ticks, in bursts.) Returns the seconds waited.
+    """
+    if root is None:
+        return 0.0
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    start = time.monotonic()
+    samples = [(start, cpu_seconds())]
+    while time.monotonic() - start < limit_s:
+        time.sleep(2.0)
+        samples.append((time.monotonic(), cpu_seconds()))
+        old = [s for s in samples if s[0] <= samples[-1][0] - window_s]
+        if old and (samples[-1][1] - old[-1][1]) / (samples[-1][0] - old[-1][0]) < below:
+            break
+    return time.monotonic() - start

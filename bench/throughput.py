@@ -35,7 +35,7 @@ from rich.table import Table
 from bench.client import Api, job_seconds
 from bench.images import expand_photos, images_under
 from bench.report import spread, write_report
-from bench.stack import private_stack
+from bench.stack import private_stack, stack_root, wait_until_quiet
 from visionnet.workers.models.embedder import Embedder
 
 BATCH = 32
@@ -97,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             sets.append((f"{args.photo_count} full-size photos (ImageNet sample)", photos))
         with private_stack(tmp / "stack", [folder for _, folder in sets]) as base:
             api = Api(base)
+            root = stack_root(tmp / "stack")
             for label, folder in sets:
                 files = images_under(folder)
                 alone, naive, job, stages = [], [], [], []
                 for rep in range(args.repeats):
+                    # Not beside the workers' warm-up or the last job's index building.
+                    wait_until_quiet(root)
                     alone.append(model_alone(embedder, files))
                     naive.append(naive_loop(embedder, files))
                     rate, stage_s = index_job(api, folder, f"tput_{len(results)}_{rep}")
