@@ -69,6 +69,31 @@ def test_conv_nets_run_channels_last_on_the_cpu_with_the_same_vectors(model_dir:
     assert np.allclose(fast.embed(images), plain.embed(images), atol=1e-5)
 
 
+def test_a_prepared_batch_is_not_preprocessed_again(model_dir: Path) -> None:
+    """An index job's reader threads preprocess ahead; the model then only runs the batch."""
+    images = [make_image(i) for i in range(5)]
+    emb = Embedder(str(model_dir), "cpu")
+    prepared = emb.prepare(images)
+    calls: list[int] = []
+    processor = emb.processor
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(len(kwargs.get("images") or args[0]))  # type: ignore[arg-type]
+        return processor(*args, **kwargs)
+
+    emb.processor = counting
+    assert np.array_equal(emb.embed(prepared), emb.embed(images))
+    assert calls == [5]  # the plain list only
+    # Another model's batch, or a slice of one (a batch split after running out of
+    # memory), is preprocessed as usual.
+    other = Embedder(str(model_dir), "cpu")
+    assert np.allclose(other.embed(prepared), emb.embed(images), atol=1e-6)
+    part = prepared[:2]
+    assert type(part) is list
+    assert np.array_equal(emb.embed(part), emb.embed(images[:2]))
+    assert calls == [5, 5, 2, 2]
+
+
 def test_registry_loads_once(model_dir: Path) -> None:
     reg = ModelRegistry("auto", offline=True)
     embedder = reg.get(Embedder, str(model_dir))
@@ -160,6 +185,11 @@ def test_out_of_memory_splits_the_batch_and_gives_the_same_results(model_dir: Pa
     assert np.abs(vectors - reference).max() <= 1e-5
     assert passes and max(passes) <= 3 and sum(passes) == 11
     assert embedder.max_batch is not None and embedder.max_batch <= 3  # later calls start there
+
+    ahead = Embedder(str(model_dir), "cpu")  # a batch preprocessed by an index job's reader
+    passes = _oom_above(ahead, 4)
+    assert np.abs(ahead.embed(ahead.prepare(images)) - reference).max() <= 1e-5
+    assert max(passes) <= 4 and sum(passes) == 11
 
     classifier = Classifier(str(model_dir), "cpu")
     _oom_above(classifier, 2)

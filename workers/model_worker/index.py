@@ -32,6 +32,7 @@ from visionnet.workers.model_worker.archives import ArchiveError, unpack
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.reader import FileError, RawFile, decode_sized, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
+from visionnet.workers.models.base import Prepared
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.vectorstore.staging import StagedChunk
 
@@ -235,13 +236,21 @@ def embed_chunk(
     todo = [(cid, raw) for cid, raw in fresh.items() if cid not in stored]
     timings["lookup"] = time.perf_counter() - start
 
-    # Stage 3: the reader threads decode batch n+1 while the model embeds batch n.
+    # Stage 3: the reader threads decode and preprocess batch n+1 while the model
+    # runs batch n. Labels and vectors come from one pass where the classifier's
+    # head reads the embedder's vector (checked once per process); else a second pass.
+    one_pass = classifier is not None and ctx.one_pass()
+    runner = classifier if one_pass and classifier is not None else embedder
     batch_size = ctx.settings.models.batch_size
     draft = embedder.input_size
     batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]
 
-    def decode_batch(batch: list[tuple[str, RawFile]]) -> list[tuple[str, RawFile, Any]]:
-        return [(cid, raw, decode_sized(raw, draft)) for cid, raw in batch]
+    def decode_batch(
+        batch: list[tuple[str, RawFile]],
+    ) -> tuple[list[tuple[str, RawFile, Any]], Prepared]:
+        decoded = [(cid, raw, decode_sized(raw, draft)) for cid, raw in batch]
+        good = [out[0] for _cid, _raw, out in decoded if not isinstance(out, FileError)]
+        return decoded, runner.prepare(good) if good else Prepared([], {}, runner)
 
     ids: list[str] = []
     names: list[str] = []
@@ -252,15 +261,12 @@ def embed_chunk(
     labels: list[str] = []
     label_scores: list[float] = []
     timings["decode_wait"] = timings["embed"] = 0.0
-    # Labels and vectors from one pass where the classifier's head reads the
-    # embedder's vector (checked once per process); else a second pass.
-    one_pass = classifier is not None and ctx.one_pass()
     if classifier is not None and not one_pass:
         timings["classify"] = 0.0
     ahead = [pool.submit(decode_batch, batch) for batch in batches[:2]]
     for n in range(len(batches)):
         start = time.perf_counter()
-        decoded = ahead[n].result()
+        decoded, prepared = ahead[n].result()
         if n + 2 < len(batches):
             ahead.append(pool.submit(decode_batch, batches[n + 2]))
         timings["decode_wait"] += time.perf_counter() - start
@@ -279,14 +285,14 @@ def embed_chunk(
         if images and one_pass:
             assert classifier is not None
             start = time.perf_counter()
-            rows, features = classifier.predict_with_features(images, top_k=1)
+            rows, features = classifier.predict_with_features(prepared, top_k=1)
             vectors.append(features)
             labels += [best.label for best, *_rest in rows]
             label_scores += [round(best.score, 6) for best, *_rest in rows]
             timings["embed"] += time.perf_counter() - start
         elif images:
             start = time.perf_counter()
-            vectors.append(embedder.embed(images))
+            vectors.append(embedder.embed(prepared))
             timings["embed"] += time.perf_counter() - start
             if classifier is not None:
                 # Same decoded pictures, the classifier's own preprocessing.

@@ -27,6 +27,22 @@ def mirror_mean(outputs: Any) -> Any:
     return (outputs[:half] + outputs[half:]) / 2
 
 
+class Prepared(list[Any]):
+    """Images with the batch a model's ``pixel_values`` made of them, ahead of time.
+
+    An index job's reader threads preprocess batch n+1 (the processor's resize
+    and normalisation, the mirror copies) while the model runs batch n, so the
+    thread that drives the model only runs it. A ``Prepared`` is a list of its
+    images: a model that did not make it, or a slice of it (a batch split after
+    running out of memory), preprocesses the images as usual.
+    """
+
+    def __init__(self, images: Sequence[Any], inputs: dict[str, Any], owner: ImageModel) -> None:
+        super().__init__(images)
+        self.inputs = inputs
+        self.owner = owner
+
+
 class ImageModel:
     """A model built from (ref, device); ``ref`` is a hub id, a directory or a ``builtin:`` name.
 
@@ -78,6 +94,8 @@ class ImageModel:
         (flipped after preprocessing: the processors' resize and normalisation
         commute with a horizontal flip); ``mirror_mean`` folds the outputs back.
         """
+        if isinstance(images, Prepared) and images.owner is self:
+            return images.inputs
         inputs = self.processor(images=images, return_tensors="pt").to(self.device)
         pixels = inputs["pixel_values"].to(self.model.dtype)
         if self.flip_invariant:
@@ -88,6 +106,13 @@ class ImageModel:
             pixels = pixels.contiguous(memory_format=self.memory_format)
         inputs["pixel_values"] = pixels
         return dict(inputs)
+
+    def prepare(self, images: Sequence[Any]) -> Prepared:
+        """``images`` with their preprocessed batch, for this model's next pass over them.
+
+        Thread-safe (the processor keeps no state), so a reader thread can call it.
+        """
+        return Prepared(images, self.pixel_values(images), self)
 
     def warm_up(self) -> None:
         """One pass over a gray image, so the first job does not pay for lazy init."""
