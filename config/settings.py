@@ -108,7 +108,7 @@ class ModelSettings(BaseModel):
         16, gt=0, description="Interactive requests one interactive worker runs at once."
     )
     reader_threads: int = Field(
-        2, gt=0, description="Threads that read, hash and decode while the model runs."
+        2, gt=0, description="Threads that read, hash, decode and preprocess while the model runs."
     )
     offline: bool = Field(False, description="Never try the model hub.")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
