@@ -175,6 +175,8 @@ def _oom_above(model: object, limit: int) -> list[int]:
 
 
 def test_out_of_memory_splits_the_batch_and_gives_the_same_results(model_dir: Path) -> None:
+    import torch
+
     images = [make_image(seed) for seed in range(11)]
     reference = Embedder(str(model_dir), "cpu").embed(images)
     expected = Classifier(str(model_dir), "cpu").predict(images, top_k=2)
@@ -190,6 +192,17 @@ def test_out_of_memory_splits_the_batch_and_gives_the_same_results(model_dir: Pa
     passes = _oom_above(ahead, 4)
     assert np.abs(ahead.embed(ahead.prepare(images)) - reference).max() <= 1e-5
     assert max(passes) <= 4 and sum(passes) == 11
+    # No room even for a batch's inputs: the reader hands on the plain images.
+    processor = ahead.processor
+
+    def full(*args: object, **kwargs: object) -> object:
+        raise torch.OutOfMemoryError("CUDA out of memory (injected in preprocessing)")
+
+    ahead.processor = full
+    plain = ahead.prepare_ahead(images)
+    assert type(plain) is list and plain == images
+    ahead.processor = processor
+    assert np.abs(ahead.embed(plain) - reference).max() <= 1e-5
 
     classifier = Classifier(str(model_dir), "cpu")
     _oom_above(classifier, 2)

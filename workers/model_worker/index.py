@@ -32,7 +32,6 @@ from visionnet.workers.model_worker.archives import ArchiveError, unpack
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.reader import FileError, RawFile, decode_sized, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
-from visionnet.workers.models.base import Prepared
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.vectorstore.staging import StagedChunk
 
@@ -247,10 +246,10 @@ def embed_chunk(
 
     def decode_batch(
         batch: list[tuple[str, RawFile]],
-    ) -> tuple[list[tuple[str, RawFile, Any]], Prepared]:
+    ) -> tuple[list[tuple[str, RawFile, Any]], list[Any]]:
         decoded = [(cid, raw, decode_sized(raw, draft)) for cid, raw in batch]
         good = [out[0] for _cid, _raw, out in decoded if not isinstance(out, FileError)]
-        return decoded, runner.prepare(good) if good else Prepared([], {}, runner)
+        return decoded, runner.prepare_ahead(good)
 
     ids: list[str] = []
     names: list[str] = []

@@ -114,6 +114,19 @@ class ImageModel:
         """
         return Prepared(images, self.pixel_values(images), self)
 
+    def prepare_ahead(self, images: Sequence[Any]) -> list[Any]:
+        """``prepare(images)``, or the plain images when the device has no room for
+        their batch yet: the pass then preprocesses them itself, splitting the batch
+        as it does when it runs out of memory (an index job's readers run ahead)."""
+        if not images:
+            return list(images)
+        try:
+            return self.prepare(images)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            return list(images)
+
     def warm_up(self) -> None:
         """One pass over a gray image, so the first job does not pay for lazy init."""
         from PIL import Image
