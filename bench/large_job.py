@@ -35,7 +35,7 @@ from rich.table import Table
 from bench.client import FINAL, Api, job_seconds
 from bench.images import images_under
 from bench.report import percentile, write_report
-from bench.stack import free_port, private_stack, wait_until_quiet
+from bench.stack import free_port, private_stack, stack_root, wait_until_quiet
 from visionnet.core.redis_conn import connect
 
 PROGRAMS = {
@@ -94,26 +94,19 @@ class MemorySampler(threading.Thread):
 
     def _programs(self) -> list[tuple[str, psutil.Process]]:
         """supervisord of this stack and each program it runs (pool children count with it)."""
-        for proc in psutil.process_iter(["cmdline"]):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if "supervisord" in cmd and str(self.stack_dir) in cmd:
-                out = [("whole stack", proc)]
-                for child in proc.children():
-                    try:
-                        child_cmd = " ".join(child.cmdline())
-                    except psutil.Error:
-                        continue
-                    name = next((n for k, n in PROGRAMS.items() if k in child_cmd), None)
-                    if name:
-                        out.append((name, child))
-                return out
-        return []
-
-
-def settle(sampler: MemorySampler) -> float:
-    """Wait for the stack to go quiet (``bench.stack.wait_until_quiet``); seconds waited."""
-    programs = sampler._programs()
-    return wait_until_quiet(programs[0][1] if programs else None)
+        root = stack_root(self.stack_dir)
+        if root is None:
+            return []
+        out = [("whole stack", root)]
+        for child in root.children():
+            try:
+                child_cmd = " ".join(child.cmdline())
+            except psutil.Error:
+                continue
+            name = next((n for k, n in PROGRAMS.items() if k in child_cmd), None)
+            if name:
+                out.append((name, child))
+        return out
 
 
 def search_latencies(
@@ -278,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler.stop.set()
             sampler.join()
             seconds = job_seconds(job)
-            settled_s = settle(sampler)
+            settled_s = wait_until_quiet(stack_root(stack_dir))
             console.print(f"the stack settled {settled_s:.0f} s after the job")
             search_latencies(api, ids[:5], "large")  # warm
             idle_recorded: list[float] = []

@@ -39,7 +39,7 @@ from rich.table import Table
 
 from bench.images import images_under
 from bench.report import percentile, write_report
-from bench.stack import free_port
+from bench.stack import free_port, stop_group
 
 COLLECTION = "million"
 INSERT_BATCH = 2000
@@ -193,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                         want = {f"{i:064d}" for i in exact}
                         hits.append(len(want & {h["id"] for h in found}) / 10)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+            stop_group(server, signal.SIGTERM, timeout=120)
 
     report: dict[str, Any] = {
         "command": "python -m bench.million " + " ".join(sys.argv[1:] if argv is None else argv),

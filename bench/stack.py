@@ -75,11 +75,16 @@ def private_stack(
             time.sleep(0.5)
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=180)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc, signal.SIGINT, timeout=180)
+
+
+def stop_group(proc: subprocess.Popen[bytes], signum: int, timeout: float) -> None:
+    """Ask a process started in its own session to stop; kill its group if it does not."""
+    proc.send_signal(signum)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def stack_root(workdir: Path) -> psutil.Process | None:

@@ -4,7 +4,7 @@ On a GPU, bf16 halves memory traffic, channels_last lets cuDNN pick its fast
 convolution kernels and ``torch.compile`` fuses the small ops of a ViT. On the
 CPU fp32 is both the fastest and the exact reference, and channels_last pays
 too: oneDNN's convolutions run on NHWC without reordering each layer (the demo
-model's pass over 32 pictures, 2 cores: 1.5x, ``bench/memory_format.py``).
+model's passes over 32 pictures on 2 cores: 1.34x, ``bench/memory_format.py``).
 SDPA attention needs no option: transformers uses it by default for every
 model that supports it.
 """
