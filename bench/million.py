@@ -18,6 +18,11 @@ Queries are the embeddings of pictures that are not in the collection (the 100
 ImageNet photos), as a search by upload would send. Recall@10 is against exact
 cosine search over all the vectors (numpy). Each query is timed three times; the
 table gives p50 / p95 over all of them. The index is waited for first.
+
+``--segment-max-mb 512,2048`` builds one server per value (the
+``milvus.server_segment_max_mb`` setting) and ``--ef 64,128`` tries each HNSW
+ef: every server is built first, then the searches of all pairs are
+interleaved query by query, so the figures are side by side.
 """
 
 from __future__ import annotations
@@ -78,14 +83,16 @@ def perturbed(real: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(workdir: Path, port: int, segment_max_mb: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONNET_")}
     env |= {
         "VISIONNET_DATA_DIR": str(workdir / "data"),
         "VISIONNET_MILVUS__ENGINE": "server",
         "VISIONNET_MILVUS__EMBEDDED_PORT": str(port),
+        "VISIONNET_MILVUS__SERVER_SEGMENT_MAX_MB": str(segment_max_mb),
     }
     visionnet = str(Path(sys.executable).with_name("visionnet"))
+    workdir.mkdir(parents=True, exist_ok=True)
     log = (workdir / "milvus.log").open("ab")
     return subprocess.Popen(
         [visionnet, "milvus-server"], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -122,16 +129,61 @@ def wait_indexed(client: Any, total: int, console: Console, timeout: float = 180
     raise TimeoutError("the index did not cover every row")
 
 
+def fill(client: Any, uri: str, vectors: np.ndarray) -> float:
+    """Insert every vector as the workers would store it; seconds taken."""
+    from visionnet.workers.vectorstore.milvus_store import VectorStore
+
+    VectorStore(uri).ensure_collection(COLLECTION, vectors.shape[1], "builtin:demo-cifar10")
+    start = time.perf_counter()
+    for b in range(0, len(vectors), INSERT_BATCH):
+        rows = [
+            {
+                "id": f"{i:064d}",
+                "vector": vectors[i].tolist(),
+                "path": f"/v/{i}",
+                "size": 0,
+                "model": "builtin:demo-cifar10",
+                "indexed_at": 0,
+                "width": 32,
+                "height": 32,
+                "label": "",
+                "label_score": 0.0,
+            }
+            for i in range(b, min(b + INSERT_BATCH, len(vectors)))
+        ]
+        client.insert(COLLECTION, rows)
+    return time.perf_counter() - start
+
+
+def sealed_segments(uri: str) -> list[int]:
+    """Rows of each sealed segment the query node searches (each has an index of its own)."""
+    from pymilvus import connections, utility
+
+    alias = f"segments-{uri}"
+    connections.connect(alias, uri=uri)
+    try:
+        infos = utility.get_query_segment_info(COLLECTION, using=alias)
+        return sorted((int(i.num_rows) for i in infos), reverse=True)
+    finally:
+        connections.disconnect(alias)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--real", type=Path, required=True, help="Pictures whose vectors go in.")
     parser.add_argument("--queries", type=Path, required=True, help="Pictures to search with.")
     parser.add_argument("--vectors", type=int, default=1_000_000)
-    parser.add_argument("--ef", type=int, default=128)
+    parser.add_argument("--ef", default="128", help="HNSW ef values, comma separated.")
+    parser.add_argument(
+        "--segment-max-mb",
+        default="512",
+        help="milvus.server_segment_max_mb values, comma separated: one server each.",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/million.json"))
     args = parser.parse_args(argv)
+    efs = [int(v) for v in args.ef.split(",")]
+    sizes = [int(v) for v in args.segment_max_mb.split(",")]
     console = Console()
-    from visionnet.workers.vectorstore.milvus_store import VectorStore
 
     started = time.perf_counter()
     real_paths = images_under(args.real)[: args.vectors]
@@ -141,85 +193,90 @@ def main(argv: list[str] | None = None) -> int:
     vectors = np.concatenate([real, perturbed(real, args.vectors - len(real))])
     console.print(f"{len(real)} real and {len(vectors) - len(real)} perturbed vectors; "
                   f"embedding took {embed_s:.0f} s")  # fmt: skip
+    exact = [{f"{i:064d}" for i in np.argsort(-(vectors @ q))[:10]} for q in queries]
 
+    builds: dict[int, dict[str, Any]] = {}
+    servers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="visionnet-million-") as tmp_name:
-        tmp = Path(tmp_name)
-        port = free_port()
-        server = start_server(tmp, port)
         try:
-            uri = f"http://127.0.0.1:{port}"
-            client = wait_ready(uri)
-            VectorStore(uri).ensure_collection(COLLECTION, vectors.shape[1], "builtin:demo-cifar10")
-            start = time.perf_counter()
-            for b in range(0, len(vectors), INSERT_BATCH):
-                rows = [
-                    {
-                        "id": f"{i:064d}",
-                        "vector": vectors[i].tolist(),
-                        "path": f"/v/{i}",
-                        "size": 0,
-                        "model": "builtin:demo-cifar10",
-                        "indexed_at": 0,
-                        "width": 32,
-                        "height": 32,
-                        "label": "",
-                        "label_score": 0.0,
-                    }
-                    for i in range(b, min(b + INSERT_BATCH, len(vectors)))
-                ]
-                client.insert(COLLECTION, rows)
-            insert_s = time.perf_counter() - start
-            console.print(f"inserted in {insert_s:.0f} s; waiting for the index")
-            index_s = wait_indexed(client, len(vectors), console)
-            client.load_collection(COLLECTION)
-            params = {"metric_type": "COSINE", "params": {"ef": args.ef}}
-            for q in queries[:5]:  # warm
-                client.search(COLLECTION, data=[q.tolist()], limit=10, search_params=params)
-            latencies, hits = [], []
+            clients: dict[int, Any] = {}
+            for size in sizes:
+                port = free_port()
+                servers.append(start_server(Path(tmp_name) / f"seg{size}", port, size))
+                uri = f"http://127.0.0.1:{port}"
+                client = clients[size] = wait_ready(uri)
+                console.print(f"segments of at most {size} MB: inserting")
+                insert_s = fill(client, uri, vectors)
+                console.print(f"inserted in {insert_s:.0f} s; waiting for the index")
+                index_s = wait_indexed(client, len(vectors), console)
+                client.load_collection(COLLECTION)
+                builds[size] = {"uri": uri, "insert_s": insert_s, "index_wait_s": index_s}
+            # Every server is built and loaded before any timing: the searches of
+            # all (segment size, ef) pairs are interleaved, query by query.
+            pairs = [(size, ef) for size in sizes for ef in efs]
+            for size, ef in pairs:  # warm
+                params = {"metric_type": "COSINE", "params": {"ef": ef}}
+                for q in queries[:5]:
+                    clients[size].search(COLLECTION, [q.tolist()], limit=10, search_params=params)
+            latencies: dict[tuple[int, int], list[float]] = {p: [] for p in pairs}
+            hits: dict[tuple[int, int], list[float]] = {p: [] for p in pairs}
+            rng = np.random.default_rng(0)
             for _round in range(3):
-                for q in queries:
-                    t = time.perf_counter()
-                    (found,) = client.search(
-                        COLLECTION,
-                        data=[q.tolist()],
-                        limit=10,
-                        output_fields=["path", "width", "height", "label"],
-                        search_params=params,
-                        consistency_level="Eventually",  # no writes since: nothing to wait for
-                    )
-                    latencies.append(time.perf_counter() - t)
-                    if _round == 0:
-                        exact = np.argsort(-(vectors @ q))[:10]
-                        want = {f"{i:064d}" for i in exact}
-                        hits.append(len(want & {h["id"] for h in found}) / 10)
+                for qi, q in enumerate(queries):
+                    for pi in rng.permutation(len(pairs)):
+                        size, ef = pairs[pi]
+                        t = time.perf_counter()
+                        (found,) = clients[size].search(
+                            COLLECTION,
+                            data=[q.tolist()],
+                            limit=10,
+                            output_fields=["path", "width", "height", "label"],
+                            search_params={"metric_type": "COSINE", "params": {"ef": ef}},
+                            consistency_level="Eventually",  # no writes since: nothing to wait for
+                        )
+                        latencies[(size, ef)].append(time.perf_counter() - t)
+                        if _round == 0:
+                            hits[(size, ef)].append(len(exact[qi] & {h["id"] for h in found}) / 10)
+            for size in sizes:  # after the searches: loading and handing off are over
+                builds[size]["segment_rows"] = sealed_segments(builds[size].pop("uri"))
         finally:
-            stop_group(server, signal.SIGTERM, timeout=120)
+            for server in servers:
+                stop_group(server, signal.SIGTERM, timeout=120)
 
+    runs = [
+        {
+            "segment_max_mb": size,
+            "ef": ef,
+            **builds[size],
+            "search_ms": {
+                "p50": float(np.median(latencies[(size, ef)]) * 1e3),
+                "p95": percentile(latencies[(size, ef)], 0.95) * 1e3,
+                "min": min(latencies[(size, ef)]) * 1e3,
+            },
+            "recall_at_10": float(np.mean(hits[(size, ef)])),
+        }
+        for size, ef in pairs
+    ]
     report: dict[str, Any] = {
         "command": "python -m bench.million " + " ".join(sys.argv[1:] if argv is None else argv),
         "vectors": len(vectors),
         "real_vectors": len(real),
         "dim": int(vectors.shape[1]),
         "queries": len(queries),
-        "ef": args.ef,
-        "insert_s": insert_s,
-        "index_wait_s": index_s,
-        "search_ms": {
-            "p50": float(np.median(latencies) * 1e3),
-            "p95": percentile(latencies, 0.95) * 1e3,
-            "min": min(latencies) * 1e3,
-        },
-        "recall_at_10": float(np.mean(hits)),
+        "searches_each": 3 * len(queries),
+        "runs": runs,
     }
     table = Table(title=f"top-10 search, real Milvus 2.3.5 server, {len(vectors):,} vectors")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_row("insert", f"{insert_s:.0f} s ({len(vectors) / insert_s:,.0f} rows/s)")
-    table.add_row("index built after the inserts", f"{index_s:.0f} s")
-    s = report["search_ms"]
-    table.add_row(f"search p50 / p95 / min ({3 * len(queries)} searches)",
-                  f"{s['p50']:.1f} / {s['p95']:.1f} / {s['min']:.1f} ms")  # fmt: skip
-    table.add_row(f"recall@10 vs exact (ef {args.ef})", f"{report['recall_at_10']:.3f}")
+    for col in ("segment MB", "segments", "insert s", "index s", "ef",
+                "p50 ms", "p95 ms", "min ms", "recall@10"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in runs:
+        s = r["search_ms"]
+        table.add_row(
+            str(r["segment_max_mb"]), str(len(r["segment_rows"])),
+            f"{r['insert_s']:.0f}", f"{r['index_wait_s']:.0f}", str(r["ef"]),
+            f"{s['p50']:.1f}", f"{s['p95']:.1f}", f"{s['min']:.1f}", f"{r['recall_at_10']:.3f}",
+        )  # fmt: skip
     console.print(table)
     write_report(args.out, report, console)
     return 0

@@ -69,6 +69,12 @@ class MilvusSettings(BaseModel):
     server_bin_dir: Path = Field(
         Path("~/.cache/visionnet/milvus-2.3.5"), description="Where the server's binaries go."
     )
+    server_segment_max_mb: int = Field(
+        512,
+        gt=0,
+        description="The real server's largest sealed segment (MB): each search visits "
+        "every segment's index, so fewer, larger segments answer faster.",
+    )
     direct_writes: bool = Field(
         False, description="Model workers write vectors themselves (a real server only)."
     )

@@ -95,6 +95,7 @@ def milvus_server() -> None:
             m.embedded_port,
             m.server_bin_dir.expanduser(),
             isolate=m.server_isolation == "netns",
+            overrides={"dataCoord.segment.maxSize": str(m.server_segment_max_mb)},
         )
     except IsolationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -65,8 +65,11 @@ def ports(base: int) -> dict[str, int]:
     return {name: base + offset for name, offset in PORT_OFFSETS.items()}
 
 
-def write_config(data: Path, base: int) -> Path:
-    """``<data>/configs/milvus.yaml`` and the embedded etcd's file; returns the configs dir."""
+def write_config(data: Path, base: int, overrides: dict[str, str] | None = None) -> Path:
+    """``<data>/configs/milvus.yaml`` and the embedded etcd's file; returns the configs dir.
+
+    ``overrides`` ("section.key": value) go over the template and ``OVERRIDES``.
+    """
     import milvus  # the wheel: its template and packed binaries
 
     pkg = Path(milvus.__file__).parent
@@ -96,7 +99,7 @@ def write_config(data: Path, base: int) -> Path:
     text = re.sub(r"(?m)^  ip:.*$", "  ip: 127.0.0.1", text)  # what components advertise
     etcd_file = configs / "embedEtcd.yaml"
     text = text.replace("\netcd:\n", f"\netcd:\n  config:\n    path: {etcd_file}\n", 1)
-    for key, value in OVERRIDES.items():
+    for key, value in (OVERRIDES | (overrides or {})).items():
         text = _set(text, key, value)
     (configs / "milvus.yaml").write_text(text, encoding="utf-8")
     (configs / "glog.conf").write_bytes((pkg / "data" / "glog.conf").read_bytes())
@@ -141,9 +144,16 @@ def unpack_binaries(bin_base: Path) -> Path:
     return bin_base / "bin"
 
 
-def run(data: Path, base: int, bin_base: Path, *, isolate: bool) -> None:
+def run(
+    data: Path,
+    base: int,
+    bin_base: Path,
+    *,
+    isolate: bool,
+    overrides: dict[str, str] | None = None,
+) -> None:
     """Become the Milvus server (never returns)."""
-    configs = write_config(data, base)
+    configs = write_config(data, base, overrides)
     bin_dir = unpack_binaries(bin_base)
     exe = str(bin_dir / "milvus")
     env = dict(os.environ)
