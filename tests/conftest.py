@@ -137,6 +137,8 @@ def server_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp_path_factory.mktemp("server-stack"),
         VISIONNET_MILVUS__ENGINE="server",
         VISIONNET_MILVUS__DIRECT_WRITES="true",
+        # Not Milvus' own 512: tests/test_milvus_config.py sees it reach the server.
+        VISIONNET_MILVUS__SERVER_SEGMENT_MAX_MB="1024",
     )
 
 

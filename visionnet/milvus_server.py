@@ -54,6 +54,8 @@ OVERRIDES = {
     # Strong reads wait for the next time tick: 200 ms by default, 20 ms here.
     "proxy.timeTickInterval": "20",
 }
+# "section.key.subkey" names a key at any depth; write_config's own overrides
+# (milvus.server_segment_max_mb: "dataCoord.segment.maxSize") go over these.
 CLONE_NEWNET = 0x40000000
 
 
@@ -118,21 +120,29 @@ def write_config(data: Path, base: int, overrides: dict[str, str] | None = None)
 
 
 def _set(text: str, dotted: str, value: str) -> str:
-    """Set ``section.key`` of a two-level YAML text (the template's shape)."""
-    section, key = dotted.split(".", 1)
-    head = re.search(rf"(?m)^{re.escape(section)}:\n", text)
-    if head is None:
-        return text + f"\n{section}:\n  {key}: {value}\n"
-    rest = re.search(r"(?m)^\S", text[head.end() :])
-    end = head.end() + (rest.start() if rest else len(text) - head.end())
-    body = text[head.end() : end]
-    line = rf"(?m)^  {re.escape(key)}:.*$"
-    body = (
-        re.sub(line, f"  {key}: {value}", body)
-        if re.search(line, body)
-        else f"  {key}: {value}\n" + body
-    )
-    return text[: head.end()] + body + text[end:]
+    """Set ``a.b.c`` of a YAML text indented by two spaces per level (the template's shape).
+
+    Missing levels are added; the key's old line (and its comment) is replaced.
+    """
+    keys = dotted.split(".")
+    start, end, indent = 0, len(text), 0
+    for depth, key in enumerate(keys):
+        pad = " " * indent
+        found = re.compile(rf"(?m)^{pad}{re.escape(key)}:(.*)$").search(text, start, end)
+        if found is None:
+            rest = keys[depth:]
+            lines = "".join(f"{' ' * (indent + 2 * i)}{k}:\n" for i, k in enumerate(rest[:-1]))
+            lines += f"{' ' * (indent + 2 * (len(rest) - 1))}{rest[-1]}: {value}\n"
+            if depth == 0:
+                return text.rstrip("\n") + "\n\n" + lines
+            return text[:start] + lines + text[start:]
+        if depth == len(keys) - 1:
+            return text[: found.start()] + f"{pad}{key}: {value}" + text[found.end() :]
+        start = found.end() + 1
+        below = re.compile(rf"(?m)^ {{0,{indent}}}[^\s#]").search(text, start, end)
+        end = below.start() if below else end
+        indent += 2
+    raise AssertionError("unreachable")
 
 
 def unpack_binaries(bin_base: Path) -> Path:
