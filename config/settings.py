@@ -72,8 +72,8 @@ class MilvusSettings(BaseModel):
     server_segment_max_mb: int = Field(
         512,
         gt=0,
-        description="The real server's largest sealed segment (MB): each search visits "
-        "every segment's index, so fewer, larger segments answer faster.",
+        description="The embedded real server's largest segment in MB (Milvus' "
+        "dataCoord.segment.maxSize).",
     )
     direct_writes: bool = Field(
         False, description="Model workers write vectors themselves (a real server only)."
@@ -173,6 +173,13 @@ class StackSettings(BaseModel):
     )
     start_retries: int = Field(
         5, ge=0, description="Failed starts of one process before the whole stack stops."
+    )
+    store_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the embedded Milvus Lite server and the store "
+        "writer: their segment and index building yields the CPU to the models.",
     )
 
 
