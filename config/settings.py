@@ -175,11 +175,12 @@ class StackSettings(BaseModel):
         5, ge=0, description="Failed starts of one process before the whole stack stops."
     )
     store_nice: int = Field(
-        10,
+        0,
         ge=0,
         le=19,
-        description="Scheduling niceness of the embedded Milvus Lite server and the store "
-        "writer: their segment and index building yields the CPU to the models.",
+        description="Niceness of the embedded Milvus Lite server and the store writer: "
+        "above 0 their segment and index building yields the CPU to the models (index "
+        "jobs faster, searches during them slower).",
     )
 
 

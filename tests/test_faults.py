@@ -54,6 +54,8 @@ class FaultStack:
             VISIONNET_MILVUS__WRITER_LOCK_TTL_S="6",
             VISIONNET_MILVUS__WRITER_LOCK_WAIT_S="10",
             VISIONNET_MILVUS__MAX_STAGED_CHUNKS="4",
+            # The kills below then also hit programs started through ``nice``.
+            VISIONNET_STACK__STORE_NICE="5",
             **extra_env,
         )
         self.base = f"http://127.0.0.1:{self.env['VISIONNET_WEB__PORT']}"
@@ -182,6 +184,20 @@ def wait_for_key(stack: FaultStack, key: str) -> None:
     while not client.exists(key):
         assert time.monotonic() < deadline, f"{key} never appeared"
         time.sleep(0.005)
+
+
+def test_the_store_path_yields_the_cpu_to_the_models(fault_stack: FaultStack) -> None:
+    """stack.store_nice (5 here): Milvus Lite and the store writer niced, the workers not."""
+    niceness = {name: psutil.Process(fault_stack.pid(name)).nice() for name in
+                ("milvus", "store", "models", "interactive", "web")}  # fmt: skip
+    base = os.nice(0)  # whatever niceness the test run itself has
+    assert niceness == {"milvus": base + 5, "store": base + 5} | {
+        "models": base,
+        "interactive": base,
+        "web": base,
+    }
+    # nice execs the program: supervisord holds the program's own pid.
+    assert "milvus-lite" in " ".join(psutil.Process(fault_stack.pid("milvus")).cmdline())
 
 
 @pytest.mark.parametrize("role", ["models", "store"])

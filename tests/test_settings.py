@@ -92,3 +92,25 @@ def test_children_of_the_stack_see_the_embedded_store(
     assert child.milvus_is_lite
     assert child.effective_milvus_uri == parent.effective_milvus_uri == "http://127.0.0.1:19999"
     assert child.data_path == parent.data_path
+
+
+@pytest.mark.parametrize("nice", [0, 7])
+def test_store_nice_runs_only_the_store_path_under_nice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, nice: int
+) -> None:
+    import configparser
+
+    from visionnet.stack import supervisor_config
+
+    monkeypatch.setenv("VISIONNET_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VISIONNET_STACK__STORE_NICE", str(nice))
+    conf = configparser.RawConfigParser()
+    conf.read_string(supervisor_config(Settings()))  # type: ignore[call-arg]
+    niced = {
+        section.split(":", 1)[1]
+        for section in conf.sections()
+        if section.startswith("program:") and " -n " in conf[section]["command"]
+    }
+    assert niced == ({"milvus", "store"} if nice else set())
+    if nice:
+        assert conf["program:store"]["command"].split()[1:3] == ["-n", str(nice)]

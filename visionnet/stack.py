@@ -40,6 +40,7 @@ class Program:
     # task at hand. Signalling the group would kill the pool process mid-task.
     signal_group: bool = True
     env: tuple[tuple[str, str], ...] = ()
+    nice: int = 0  # run under ``nice -n`` (it execs: supervisord still holds the pid)
 
 
 def redis_server_binary() -> str:
@@ -109,13 +110,15 @@ def programs(settings: Settings, *, flower: bool = True) -> list[Program]:
     if not settings.redis_url:
         progs.append(Program("redis", redis_server_argv(settings), 10))
         progs.append(Program("redis-check", [cli, "check-redis", "--stop-stack"], 11))
+    nice = settings.stack.store_nice
     if not settings.milvus.uri and settings.milvus.engine == "lite":
-        progs.append(Program("milvus", milvus_server_argv(settings), 20))
+        progs.append(Program("milvus", milvus_server_argv(settings), 20, nice=nice))
     elif not settings.milvus.uri:
         # A real Milvus server; it stops in about 15 s once its query node lets go.
         progs.append(Program("milvus", [cli, "milvus-server"], 20, 60))
     if not settings.milvus.direct_writes:
-        progs.append(Program("store", [cli, "worker", "store"], 30, stop_wait, signal_group=False))
+        store = [cli, "worker", "store"]
+        progs.append(Program("store", store, 30, stop_wait, signal_group=False, nice=nice))
     # Bulk work: one model worker per GPU, each supervised on its own; one on the
     # CPU without GPUs. Interactive work: one threaded worker (on the first GPU),
     # where concurrent requests share forward passes.
@@ -169,8 +172,10 @@ def supervisor_config(settings: Settings, *, flower: bool = True) -> str:
     }
     conf["supervisorctl"] = {"serverurl": f"unix://{paths['socket']}"}
     for prog in programs(settings, flower=flower):
+        nice = shutil.which("nice")
+        argv = [nice, "-n", str(prog.nice), *prog.argv] if prog.nice and nice else prog.argv
         section: dict[str, str] = {
-            "command": shlex.join(prog.argv),
+            "command": shlex.join(argv),
             "priority": str(prog.priority),
             "autostart": "true",
             "autorestart": "true",
