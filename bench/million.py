@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     exact = [{f"{i:064d}" for i in np.argsort(-(vectors @ q))[:10]} for q in queries]
 
     builds: dict[int, dict[str, Any]] = {}
+    uris: dict[int, str] = {}
     servers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="visionnet-million-") as tmp_name:
         try:
@@ -203,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             for size in sizes:
                 port = free_port()
                 servers.append(start_server(Path(tmp_name) / f"seg{size}", port, size))
-                uri = f"http://127.0.0.1:{port}"
+                uri = uris[size] = f"http://127.0.0.1:{port}"
                 client = clients[size] = wait_ready(uri)
                 console.print(f"segments of at most {size} MB: inserting")
                 insert_s = fill(client, uri, vectors)
                 console.print(f"inserted in {insert_s:.0f} s; waiting for the index")
                 index_s = wait_indexed(client, len(vectors), console)
                 client.load_collection(COLLECTION)
-                builds[size] = {"uri": uri, "insert_s": insert_s, "index_wait_s": index_s}
+                builds[size] = {"insert_s": insert_s, "index_wait_s": index_s}
             # Every server is built and loaded before any timing: the searches of
             # all (segment size, ef) pairs are interleaved, query by query.
             pairs = [(size, ef) for size in sizes for ef in efs]
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                         if _round == 0:
                             hits[(size, ef)].append(len(exact[qi] & {h["id"] for h in found}) / 10)
             for size in sizes:  # after the searches: loading and handing off are over
-                builds[size]["segment_rows"] = sealed_segments(builds[size].pop("uri"))
+                builds[size]["segment_rows"] = sealed_segments(uris[size])
         finally:
             for server in servers:
                 stop_group(server, signal.SIGTERM, timeout=120)

@@ -128,7 +128,7 @@ def _set(text: str, dotted: str, value: str) -> str:
     start, end, indent = 0, len(text), 0
     for depth, key in enumerate(keys):
         pad = " " * indent
-        found = re.compile(rf"(?m)^{pad}{re.escape(key)}:(.*)$").search(text, start, end)
+        found = re.compile(rf"(?m)^{pad}{re.escape(key)}:.*$").search(text, start, end)
         if found is None:
             rest = keys[depth:]
             lines = "".join(f"{' ' * (indent + 2 * i)}{k}:\n" for i, k in enumerate(rest[:-1]))

@@ -171,8 +171,8 @@ def supervisor_config(settings: Settings, *, flower: bool = True) -> str:
         "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
     }
     conf["supervisorctl"] = {"serverurl": f"unix://{paths['socket']}"}
+    nice = shutil.which("nice")
     for prog in programs(settings, flower=flower):
-        nice = shutil.which("nice")
         argv = [nice, "-n", str(prog.nice), *prog.argv] if prog.nice and nice else prog.argv
         section: dict[str, str] = {
             "command": shlex.join(argv),
