@@ -141,6 +141,8 @@ def test_shipped_demo_model_is_trained_fp16_and_loads_like_a_hub_model() -> None
     assert float_dtypes(weights) == {"F16"}
     report = json.loads((SHIPPED_DEMO_DIR / "training.json").read_text())
     assert report["labels"] == list(DEMO_LABELS) and report["train_images"] == 50_000
+    # Trained within the 45-minute budget the README states, with the default recipe.
+    assert report["timings"]["total_s"] <= 45 * 60 and report["recipe"]["optimizer"] == "muon"
 
     clf = Classifier(str(SHIPPED_DEMO_DIR), "cpu")
     assert clf.info["random_weights"] is False
@@ -149,7 +151,7 @@ def test_shipped_demo_model_is_trained_fp16_and_loads_like_a_hub_model() -> None
     assert all(p.label in DEMO_LABELS for row in preds for p in row)
     vectors = Embedder(str(SHIPPED_DEMO_DIR), "cpu").embed([make_image(3)])
     assert vectors.shape == (1, clf.model.config.hidden_size)
-    # Demo model v2: 32 px whole, registered with the Auto classes, flip-invariant by default.
+    # A CifarNet (since v2): 32 px whole, registered with the Auto classes, flip-invariant.
     assert clf.model.config.model_type == "visionnet-cifarnet" and clf.input_size == 32
     assert clf.info["flip_invariant"] is True
 

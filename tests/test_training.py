@@ -58,6 +58,7 @@ def test_train_demo_learns_and_saves_a_loadable_fp16_model(tmp_path: Path) -> No
     assert float_dtypes(out / "model.safetensors") == {"F16"}
 
     report = json.loads((out / "training.json").read_text())
+    assert report["recipe"]["optimizer"] == "muon"
     assert report["epochs_run"] == 8 and report["train_images"] == 96
     assert report["eval_accuracy"] >= 0.9
     # The time/accuracy curve: a point per epoch on the eval folder's images, time rising.
@@ -76,6 +77,21 @@ def test_train_demo_learns_and_saves_a_loadable_fp16_model(tmp_path: Path) -> No
     assert correct / len(eval_files) == report["eval_accuracy"]
     vectors = Embedder(str(out), "cpu").embed(images[:2])
     assert vectors.shape == (2, 16)
+
+
+def test_the_sgd_recipe_also_learns_with_micro_batches(tmp_path: Path) -> None:
+    """airbench94's recipe (demo model v2's), a batch of 16 in passes of 8."""
+    write_colour_folder(tmp_path / "train", 32, seed=0)
+    write_colour_folder(tmp_path / "eval", 10, seed=1)
+    out = tmp_path / "model"
+    args = [str(tmp_path / "train"), str(out), "--eval-dir", str(tmp_path / "eval")]
+    done = train(*args, *TINY, "--epochs", "12", "--optimizer", "sgd", "--micro-batch", "8")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "training.json").read_text())
+    assert report["recipe"]["optimizer"] == "sgd" and report["recipe"]["micro_batch"] == 8
+    assert report["steps_run"] == 72  # 96 images, batch 16: passes of 8 do not add steps
+    assert report["eval_accuracy"] >= 0.9
+    assert json.loads((out / "config.json").read_text())["logit_scale"] == 1 / 9
 
 
 def test_time_budget_fits_the_schedule_to_the_machine(tmp_path: Path) -> None:

@@ -27,11 +27,18 @@ def label_maps(labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def demo_config(labels: Sequence[str], *, widths: Sequence[int] = (64, 256, 256)) -> Any:
+def demo_config(
+    labels: Sequence[str], *, widths: Sequence[int] = (64, 256, 256), logit_scale: float = 1 / 9
+) -> Any:
     """The demo model: a CifarNet, flip-invariant by default."""
     from visionnet.workers.models.cifarnet import CifarNetConfig
 
-    return CifarNetConfig(widths=widths, **label_maps(labels), **{FLIP_INVARIANT_FLAG: True})
+    return CifarNetConfig(
+        widths=widths,
+        logit_scale=logit_scale,
+        **label_maps(labels),
+        **{FLIP_INVARIANT_FLAG: True},
+    )
 
 
 def resnet_config(

@@ -27,8 +27,6 @@ from visionnet.training.folder import (
 )
 from visionnet.training.recipe import Recipe
 
-CALIBRATION_STEPS = 3
-
 
 @dataclass
 class TrainingData:
@@ -51,7 +49,7 @@ def read_training_data(data_dir: Path, image_size: int) -> TrainingData:
 
 
 class Fitter:
-    """Model, optimizer and one training step (airbench94's); the length is set by ``fit``."""
+    """Model, optimisers and one training step (airbench's); the length is set by ``fit``."""
 
     def __init__(self, data: TrainingData, recipe: Recipe, device: str) -> None:
         import torch
@@ -64,105 +62,152 @@ class Fitter:
         self.data, self.recipe, self.device = data, recipe, device
         torch.manual_seed(recipe.seed)
         self.gen = torch.Generator().manual_seed(recipe.seed)
-        model: Any = CifarNetForImageClassification(demo_config(data.labels, widths=recipe.widths))
+        muon = recipe.optimizer == "muon"
+        # airbench94_muon's head: unit-variance weights, logits divided by the width.
+        logit_scale = 1 / recipe.widths[-1] if muon else 1 / 9
+        config = demo_config(data.labels, widths=recipe.widths, logit_scale=logit_scale)
+        model: Any = CifarNetForImageClassification(config)
+        if muon:
+            with torch.no_grad():
+                model.classifier.weight /= model.classifier.weight.std()
         whiten_from_patches(model.cifarnet.whiten, data.pixels[:5000])
+        model.cifarnet.whiten.weight.requires_grad = False  # set from the data, kept
         self.model = model.to(device).to(memory_format=torch.channels_last).train()
         self.whiten_bias = model.cifarnet.whiten.bias
-        norm_biases = [p for n, p in model.named_parameters() if "norm" in n and p.requires_grad]
-        others = [
-            p
-            for n, p in model.named_parameters()
-            if p.requires_grad and "norm" not in n and not n.startswith("cifarnet.whiten.")
-        ]
-        model.cifarnet.whiten.weight.requires_grad = False  # set from the data, kept
-        # airbench94's scaling: a summed loss, rates per example, decoupled decay.
-        kilostep_scale = 1024 * (1 + 1 / (1 - recipe.momentum))
-        lr = recipe.lr / kilostep_scale
-        wd = recipe.weight_decay * recipe.batch_size / kilostep_scale
-        lr_biases = lr * recipe.bias_scaler
-        self.optimizer = torch.optim.SGD(
-            [
-                {"params": [self.whiten_bias], "lr": lr_biases, "weight_decay": wd / lr_biases},
-                {"params": norm_biases, "lr": lr_biases, "weight_decay": wd / lr_biases},
-                {"params": others, "lr": lr, "weight_decay": wd / lr},
-            ],
-            momentum=recipe.momentum,
-            nesterov=True,
-        )
-        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.images = len(data.targets)
         self.batch = min(recipe.batch_size, self.images)
         self.steps_per_epoch = max(1, self.images // self.batch)
+        self.whiten_bias_steps = math.ceil(recipe.whiten_bias_epochs * self.steps_per_epoch)
+        self.optimizers = self._muon_optimizers() if muon else self._sgd_optimizers()
+        self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in self.optimizers]
         self.base_flips = torch.rand(self.images, generator=self.gen) < 0.5
         self.autocast = torch.autocast(
             "cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")
         )
 
+    def _param_groups(self) -> tuple[list[Any], list[Any], list[Any]]:
+        """Norm shifts, conv filters, the head (the whitening bias is handled apart)."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        norms = [p for n, p in named if "norm" in n]
+        filters = [p for n, p in named if p.ndim == 4]
+        head = [p for n, p in named if n.startswith("classifier.")]
+        return norms, filters, head
+
+    def _muon_optimizers(self) -> list[Any]:
+        import torch
+
+        from visionnet.training.muon import FilterMuon
+
+        r = self.recipe
+        norms, filters, head = self._param_groups()
+        wd = r.decay_per_example * self.batch
+        sgd = torch.optim.SGD(
+            [
+                {"params": [self.whiten_bias], "lr": r.bias_lr, "weight_decay": wd / r.bias_lr},
+                {"params": norms, "lr": r.bias_lr, "weight_decay": wd / r.bias_lr},
+                {"params": head, "lr": r.head_lr, "weight_decay": wd / r.head_lr},
+            ],
+            momentum=r.momentum,
+            nesterov=True,
+        )
+        return [sgd, FilterMuon(filters, lr=r.filter_lr, momentum=r.filter_momentum)]
+
+    def _sgd_optimizers(self) -> list[Any]:
+        import torch
+
+        r = self.recipe
+        norms, filters, head = self._param_groups()
+        # airbench94's scaling: a summed loss, rates per example, decoupled decay.
+        kilostep_scale = 1024 * (1 + 1 / (1 - r.momentum))
+        lr = r.lr / kilostep_scale
+        wd = r.weight_decay * r.batch_size / kilostep_scale
+        lr_biases = lr * r.bias_scaler
+        sgd = torch.optim.SGD(
+            [
+                {"params": [self.whiten_bias], "lr": lr, "weight_decay": wd / lr},
+                {"params": norms, "lr": lr_biases, "weight_decay": wd / lr_biases},
+                {"params": filters + head, "lr": lr, "weight_decay": wd / lr},
+            ],
+            momentum=r.momentum,
+            nesterov=True,
+        )
+        return [sgd]
+
     def step(self, indices: Any, epoch: int) -> float:
+        """One optimiser step over ``indices``, its gradient summed over micro-batches."""
         import torch
         import torch.nn.functional as F
 
-        xb = translate(self.data.pixels[indices], self.recipe.translate, self.gen)
-        xb = flip_where(xb, alternating_flips(self.base_flips[indices], epoch))
-        xb = xb.to(self.device).contiguous(memory_format=torch.channels_last)
-        yb = self.data.targets[indices].to(self.device)
-        with self.autocast:
-            logits = self.model(pixel_values=xb).logits
-        loss = F.cross_entropy(
-            logits.float(), yb, label_smoothing=self.recipe.label_smoothing, reduction="sum"
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        self.optimizer.step()
-        return float(loss.detach()) / len(indices)
+        total = 0.0
+        for part in indices.split(self.recipe.micro_batch):
+            xb = translate(self.data.pixels[part], self.recipe.translate, self.gen)
+            xb = flip_where(xb, alternating_flips(self.base_flips[part], epoch))
+            xb = xb.to(self.device).contiguous(memory_format=torch.channels_last)
+            yb = self.data.targets[part].to(self.device)
+            with self.autocast:
+                logits = self.model(pixel_values=xb).logits
+            loss = F.cross_entropy(
+                logits.float(), yb, label_smoothing=self.recipe.label_smoothing, reduction="sum"
+            )
+            loss.backward()  # type: ignore[no-untyped-call]
+            total += float(loss.detach())
+        for optimizer in self.optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return total / len(indices)
 
-    def seconds_per_step(self) -> float:
-        """Time a few steps at a low rate (they count as training, and warm the kernels)."""
-        import torch
+    def _set_rates(self, step: int, total_steps: int) -> None:
+        """muon: all fall linearly to 0, the whitening bias within its own steps.
 
-        order = torch.randperm(self.images, generator=self.gen)
-        self._set_rate(0.2)
-        self.step(order[: self.batch], 0)  # the first step pays for one-time setup: untimed
-        started = time.perf_counter()
-        for i in range(1, CALIBRATION_STEPS + 1):
-            first = (i % self.steps_per_epoch) * self.batch
-            self.step(order[first : first + self.batch], 0)
-        return (time.perf_counter() - started) / CALIBRATION_STEPS
-
-    def _set_rate(self, factor: float) -> None:
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * factor
+        sgd: triangular (0.2 -> 1 over 23% of the steps, then -> 0.07).
+        """
+        if self.recipe.optimizer == "muon":
+            factor = 1 - step / total_steps
+            whiten = max(0.0, 1 - step / self.whiten_bias_steps)
+        else:
+            warmup = max(1, int(total_steps * 0.23))
+            if step < warmup:
+                factor = 0.2 + 0.8 * step / warmup
+            else:
+                factor = 1.0 - 0.93 * (step - warmup) / max(1, total_steps - warmup)
+            whiten = factor
+        self.whiten_bias.requires_grad = step < self.whiten_bias_steps
+        whiten_group = self.optimizers[0].param_groups[0]  # see the optimiser builders
+        for optimizer, bases in zip(self.optimizers, self.base_lrs, strict=True):
+            for group, base in zip(optimizer.param_groups, bases, strict=True):
+                group["lr"] = base * (whiten if group is whiten_group else factor)
 
     def fit(
         self,
-        total_steps: int,
+        plan: Callable[[int], int],
         echo: Callable[[str], None],
         after_epoch: Callable[[int, float], None] | None = None,
-    ) -> None:
-        """Triangular schedule (0.2 -> 1 over 23% of the steps, then -> 0.07), lookahead."""
+    ) -> int:
+        """Train until ``plan(steps done)`` says the schedule is over; return the steps run.
+
+        ``plan`` is asked again after every step, so a time budget can shorten
+        the schedule as it learns the machine's speed; the rates follow.
+        """
         import torch
 
-        warmup = max(1, int(total_steps * 0.23))
+        lookahead = self.recipe.optimizer == "sgd"
         ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         step = 0
         epoch = 0
+        total_steps = plan(0)
         while step < total_steps:
             started = time.perf_counter()
-            self.whiten_bias.requires_grad = epoch < self.recipe.whiten_bias_epochs
             order = torch.randperm(self.images, generator=self.gen)
             losses = []
             for i in range(self.steps_per_epoch):
                 if step >= total_steps:
                     break
-                if step < warmup:
-                    factor = 0.2 + 0.8 * step / warmup
-                else:
-                    factor = 1.0 - 0.93 * (step - warmup) / max(1, total_steps - warmup)
-                self._set_rate(factor)
+                self._set_rates(step, total_steps)
                 losses.append(self.step(order[i * self.batch : (i + 1) * self.batch], epoch))
                 step += 1
-                if step % self.recipe.lookahead_every == 0:
+                if lookahead and step % self.recipe.lookahead_every == 0:
                     self._lookahead(ema, 0.95**5 * (step / total_steps) ** 3)
+                total_steps = max(step, plan(step))
             epoch += 1
             echo(
                 f"epoch {epoch} ({step}/{total_steps} steps): loss "
@@ -170,9 +215,11 @@ class Fitter:
             )
             if after_epoch is not None:
                 after_epoch(epoch, step / self.steps_per_epoch)
-        if step % self.recipe.lookahead_every:
-            self._lookahead(ema, 0.95**5)  # let the last steps into the average
-        self._lookahead(ema, 1.0)  # end on the averaged weights
+        if lookahead:
+            if step % self.recipe.lookahead_every:
+                self._lookahead(ema, 0.95**5)  # let the last steps into the average
+            self._lookahead(ema, 1.0)  # end on the averaged weights
+        return step
 
     def _lookahead(self, ema: dict[str, Any], decay: float) -> None:
         """Pull the weights towards their running average and start from it."""
@@ -208,6 +255,56 @@ class Fitter:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.model.to("cpu").half().save_pretrained(out_dir)
         self.data.processor.save_pretrained(out_dir)
+
+
+class BudgetPlan:
+    """How many steps fit a time budget, re-estimated after every step.
+
+    The first step pays for one-time setup, so the rate is timed from its end;
+    time is kept for what follows training: the saved model's evaluation and
+    the remaining curve points (a forward pass costs about a third of a step).
+    """
+
+    def __init__(
+        self,
+        planned: int,
+        budget_s: float,
+        started: float,
+        fitter: Fitter,
+        eval_images: int,
+        curve_images: int,
+    ) -> None:
+        self.planned, self.budget_s, self.started = planned, budget_s, started
+        self.fitter, self.eval_images, self.curve_images = fitter, eval_images, curve_images
+        self.step_zero = started
+        self.first_done: float | None = None
+        self.per_step = 0.0
+        self.steps = planned
+
+    def __call__(self, step: int) -> int:
+        now = time.perf_counter()
+        if step == 0:
+            self.step_zero = now
+            return self.planned
+        if step == 1:
+            self.first_done = now
+            self.per_step = now - self.step_zero
+        else:
+            assert self.first_done is not None
+            self.per_step = (now - self.first_done) / (step - 1)
+        per_image = self.per_step / self.fitter.batch / 3
+        epochs_left = math.ceil((self.steps - step) / self.fitter.steps_per_epoch)
+        reserve = per_image * (2.6 * self.eval_images + self.curve_images * epochs_left)
+        remaining = self.budget_s - (now - self.started) - reserve
+        self.steps = max(step, min(self.planned, step + int(remaining / self.per_step)))
+        return self.steps
+
+    def describe(self) -> str:
+        return (
+            f"{self.per_step:.3f} s per step: {self.steps} steps "
+            f"({self.steps / self.fitter.steps_per_epoch:.2f} epochs) fit the "
+            f"{self.budget_s:.0f} s budget"
+        )
 
 
 def read_curve_set(files: LabeledFiles, data: TrainingData, count: int) -> tuple[Any, Any]:
@@ -255,26 +352,17 @@ def train_demo(
 
     t0 = time.perf_counter()
     fitter = Fitter(data, recipe, device)
-    total_steps = max(1, math.ceil(recipe.epochs * fitter.steps_per_epoch))
+    planned = max(1, math.ceil(recipe.epochs * fitter.steps_per_epoch))
+    budget = None
     if time_budget_s is not None:
-        per_step = fitter.seconds_per_step()
-        # Keep time for the evaluations: a forward pass costs about a third of a step.
-        per_image = per_step / fitter.batch / 3
-        planned_epochs = total_steps / fitter.steps_per_epoch
-        reserve = per_image * (
-            (2.6 * len(eval_files.paths) if eval_files is not None else 0)
-            + (len(curve_set[1]) * (planned_epochs + 1) if curve_set is not None else 0)
-        )
-        remaining = time_budget_s - (time.perf_counter() - started) - reserve
-        total_steps = max(1, min(total_steps, int(remaining / (per_step * 1.03))))
-        echo(
-            f"{per_step:.3f} s per step: {total_steps} steps "
-            f"({total_steps / fitter.steps_per_epoch:.2f} epochs) fit the "
-            f"{time_budget_s:.0f} s budget"
-        )
+        eval_images = len(eval_files.paths) if eval_files is not None else 0
+        curve_count = len(curve_set[1]) if curve_set is not None else 0
+        budget = BudgetPlan(planned, time_budget_s, started, fitter, eval_images, curve_count)
     curve: list[dict[str, float]] = []
 
-    def point(epoch: int, epochs_done: float) -> None:
+    def after_epoch(epoch: int, epochs_done: float) -> None:
+        if budget is not None:
+            echo(budget.describe())
         if curve_set is None:
             return
         accuracy = fitter.accuracy(*curve_set)
@@ -288,8 +376,8 @@ def train_demo(
         )
         echo(f"  {elapsed / 60:.1f} min: accuracy {accuracy:.4f} on {len(curve_set[1])} images")
 
-    fitter.fit(total_steps, echo, point)
-    epochs = round(total_steps / fitter.steps_per_epoch, 2)
+    steps_run = fitter.fit(budget if budget is not None else lambda _: planned, echo, after_epoch)
+    epochs = round(steps_run / fitter.steps_per_epoch, 2)
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -299,7 +387,7 @@ def train_demo(
     report: dict[str, Any] = {
         "recipe": asdict(recipe),
         "epochs_run": epochs,
-        "steps_run": total_steps,
+        "steps_run": steps_run,
         "train_images": len(data.targets),
         "labels": list(data.labels),
         "device": device,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -322,7 +322,15 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Labeled folder to measure accuracy on, with the saved model.",
 )
-@click.option("--epochs", type=float, default=10.0, show_default=True, help="Most epochs to run.")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["muon", "sgd"]),
+    default="muon",
+    show_default=True,
+    help="muon: airbench94_muon's recipe (8 epochs, batch 2,000); sgd: airbench94's "
+    "(9.9 epochs, batch 1,024).",
+)
+@click.option("--epochs", type=float, help="Most epochs to run [default: the recipe's].")
 @click.option(
     "--time-budget-min",
     type=float,
@@ -338,27 +346,34 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 )
 @click.option("--image-size", type=int, default=32, show_default=True)
 @click.option("--widths", default="64,256,256", show_default=True, callback=_int_tuple)
-@click.option("--batch-size", type=int, default=1024, show_default=True)
-@click.option("--lr", type=float, default=11.5, show_default=True, help="Per 1,024 examples.")
+@click.option("--batch-size", type=int, help="Examples per step [default: the recipe's].")
+@click.option(
+    "--micro-batch",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Examples per forward/backward pass; gradients summed up to the batch.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 def train_demo(
     data_dir: Path,
     out_dir: Path,
     eval_dir: Path | None,
-    epochs: float,
+    optimizer: Literal["muon", "sgd"],
+    epochs: float | None,
     time_budget_min: float | None,
     curve_images: int,
     image_size: int,
     widths: tuple[int, ...],
-    batch_size: int,
-    lr: float,
+    batch_size: int | None,
+    micro_batch: int,
     seed: int,
     device: str,
 ) -> None:
     """Train the demo classifier on DATA_DIR (<class>/<image> folders); save it to OUT_DIR.
 
-    The model is a CifarNet trained with airbench94's recipe. OUT_DIR loads like
+    The model is a CifarNet trained with airbench's recipe. OUT_DIR loads like
     any hub model; point VISIONNET_MODELS__CLASSIFIER and
     VISIONNET_MODELS__EMBEDDER at it, or replace the shipped demo weights.
     """
@@ -366,12 +381,13 @@ def train_demo(
     from visionnet.training.trainer import train_demo as run
 
     try:
-        recipe = Recipe(
+        recipe = Recipe.named(
+            optimizer,
             image_size=image_size,
             widths=widths,
             epochs=epochs,
             batch_size=batch_size,
-            lr=lr,
+            micro_batch=micro_batch,
             seed=seed,
         )
         report = run(
