@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import write_images
+from PIL import ImageFilter
+
+from tests.helpers import make_image
 from tests.test_training import TINY, train, write_colour_folder
 
 COPY_KINDS = {"resized_50pct", "recompressed_q30", "cropped_90pct", "flipped", "all"}
@@ -17,8 +19,13 @@ def test_quality_bench_shows_api_agreement_and_trained_beating_random(tmp_path: 
     """What the bench exists to show, on classes a tiny net learns in seconds (dominant colour)."""
     write_colour_folder(tmp_path / "train", per_class=32, seed=1)
     write_colour_folder(tmp_path / "labeled", per_class=8, seed=2)  # held out
+    # Smooth originals: the bench's flipped copy is re-encoded (JPEG q95), and on
+    # pixel noise that alone moves a tiny net's features as far as another image.
     originals = tmp_path / "originals"
-    write_images(originals, range(100, 104), fmt="JPEG")
+    originals.mkdir()
+    for seed in range(100, 104):
+        blurred = make_image(seed).filter(ImageFilter.GaussianBlur(3))
+        blurred.save(originals / f"img_{seed}.jpg", quality=95)
     model = tmp_path / "model"
     trained = train(str(tmp_path / "train"), str(model), *TINY, "--epochs", "8")
     assert trained.returncode == 0, trained.stderr[-3000:]
