@@ -1,0 +1,156 @@
+"""Where a one-image job's CPU goes: CPU time per job in each program of the stack.
+
+P2 and P3 are bound by what a small job costs outside the model. This bench
+runs ``--count`` one-image classify jobs (JSON paths, 8 client threads) against
+a private stack (``visionnet up --no-flower``, demo model) and divides by the
+number of jobs: the CPU time each program spent (all its processes, from
+``psutil``), the client's own, and the Redis commands run (``INFO
+commandstats``). Repeated ``--repeats`` times on the same stack, after a warm-up
+job; min and median per program.
+
+    .venv/bin/python -m bench.job_cost --photos ../shared/datasets/imagenet-sample-100
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from bench.client import Api, in_parallel
+from bench.images import expand_photos, images_under
+from bench.report import write_report
+from bench.stack import private_stack
+
+
+def program_of(cmdline: list[str]) -> str:
+    """A stack process's program, as supervisord names it (all web processes are "web")."""
+    line = " ".join(cmdline)
+    for marker, name in (("redis-server", "redis"), ("milvus", "milvus"),
+                         ("supervisord", "supervisord"), ("stack-guard", "guard")):  # fmt: skip
+        if marker in line:
+            return name
+    if "visionnet" in line and "worker" in cmdline:
+        return "worker " + cmdline[cmdline.index("worker") + 1]
+    if "visionnet" in line and "web" in cmdline:
+        return "web"
+    return "other"
+
+
+def stack_processes(workdir: Path) -> list[psutil.Process]:
+    """supervisord of the stack in ``workdir`` and every process under it."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "supervisord" in cmdline and str(workdir) in cmdline:
+            return [proc, *proc.children(recursive=True)]
+    raise RuntimeError(f"no supervisord for {workdir}")
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            totals[program_of(proc.cmdline())] += times.user + times.system
+        except psutil.Error:
+            continue  # gone: its time is lost, and the table says which programs it saw
+    me = psutil.Process().cpu_times()
+    totals["bench client"] = me.user + me.system
+    return totals
+
+
+def redis_calls(client: redis.Redis) -> Counter[str]:
+    stats: dict[str, Any] = client.info("commandstats")
+    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
+
+
+def one_run(
+    api: Api, files: list[Path], procs: list[psutil.Process], db: redis.Redis
+) -> dict[str, Any]:
+    cpu_before, calls_before = cpu_seconds(procs), redis_calls(db)
+    start = time.perf_counter()
+    ids = in_parallel(lambda f: api.submit("classify", json={"paths": [str(f)]}), files)
+    in_parallel(api.wait, ids)
+    elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(procs)
+    calls = redis_calls(db)
+    calls.subtract(calls_before)
+    n = len(files)
+    return {
+        "jobs_per_s": n / elapsed,
+        "cpu_ms_per_job": {k: (cpu[k] - cpu_before[k]) * 1000 / n for k in cpu},
+        "redis_calls_per_job": {k: v / n for k, v in calls.items() if v > 0},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--photos", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/job_cost.json"))
+    args = parser.parse_args(argv)
+    console = Console()
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="visionnet-cost-") as tmp_name:
+        tmp = Path(tmp_name)
+        folder = expand_photos(images_under(args.photos), args.count, tmp / "photos")
+        files = images_under(folder)
+        with private_stack(tmp / "stack", [folder]) as base:
+            api = Api(base)
+            api.wait(api.submit("classify", json={"paths": [str(files[0])]}))  # load the model
+            procs = stack_processes(tmp / "stack")
+            db = redis.Redis(unix_socket_path=str(tmp / "stack/data/redis/redis.sock"))
+            for rep in range(args.repeats):
+                runs.append(one_run(api, files, procs, db))
+                total = sum(runs[-1]["cpu_ms_per_job"].values())
+                console.print(f"run {rep + 1}: {runs[-1]['jobs_per_s']:.1f} jobs/s, "
+                              f"{total:.1f} ms CPU per job")  # fmt: skip
+    programs = sorted({k for run in runs for k in run["cpu_ms_per_job"]})
+
+    def ms(program: str) -> list[float]:
+        return [run["cpu_ms_per_job"].get(program, 0.0) for run in runs]
+
+    totals = [sum(run["cpu_ms_per_job"].values()) for run in runs]
+    commands = sorted({k for run in runs for k in run["redis_calls_per_job"]})
+    calls = {
+        c: statistics.median(r["redis_calls_per_job"].get(c, 0.0) for r in runs) for c in commands
+    }
+    table = Table(title=f"CPU per one-image classify job ({args.count} jobs, 8 clients)")
+    table.add_column("program")
+    table.add_column("ms CPU per job, min / median", justify="right")
+    for program in sorted(programs, key=lambda p: -statistics.median(ms(p))):
+        table.add_row(program, f"{min(ms(program)):.2f} / {statistics.median(ms(program)):.2f}")
+    table.add_row("all", f"{min(totals):.1f} / {statistics.median(totals):.1f}")
+    rates = [run["jobs_per_s"] for run in runs]
+    table.add_row("jobs/s", f"{min(rates):.1f} / {statistics.median(rates):.1f}")
+    table.add_row("Redis commands per job (median)", f"{sum(calls.values()):.1f}")
+    console.print(table)
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:12]
+    console.print("Redis commands per job: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    report: dict[str, Any] = {
+        "count": args.count,
+        "cpu_ms_per_job": {
+            p: {"min": min(ms(p)), "median": statistics.median(ms(p))} for p in programs
+        },
+        "cpu_ms_per_job_total": {"min": min(totals), "median": statistics.median(totals)},
+        "jobs_per_s": {"min": min(rates), "median": statistics.median(rates)},
+        "redis_calls_per_job": calls,
+        "runs": runs,
+    }
+    write_report(args.out, report, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
