@@ -19,6 +19,7 @@ import pytest
 
 from tests.helpers import free_port, wait_healthy
 from tests.tiny_model import build_tiny_model
+from visionnet.milvus_server import PORT_OFFSETS
 
 VISIONNET = str(Path(sys.executable).with_name("visionnet"))
 SUPERVISORCTL = str(Path(sys.executable).with_name("supervisorctl"))
@@ -49,7 +50,8 @@ def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str,
         VISIONNET_JOBS__CHUNK_SIZE="16",
         VISIONNET_WEB__PORT=str(free_port()),
         VISIONNET_FLOWER__PORT=str(free_port()),
-        VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port()),
+        # The real server's ports are this one and those after it (milvus_server.ports).
+        VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port(len(PORT_OFFSETS))),
         PYTHONUNBUFFERED="1",
         # The same stack on a host with GPUs: one CPU model worker, named "models".
         CUDA_VISIBLE_DEVICES="",
