@@ -124,10 +124,14 @@ class FaultStack:
         """The Celery pool process of ``visionnet worker <role>``: where its tasks run."""
         assert self.proc is not None
         for p in psutil.Process(self.proc.pid).children(recursive=True):
-            cmd, parent = p.cmdline(), p.parent()
+            try:
+                cmd, parent = p.cmdline(), p.parent()
+                parent_cmd = parent.cmdline() if parent else None
+            except psutil.Error:  # gone, or an earlier victim not yet reaped (a zombie)
+                continue
             # A forked pool process has its parent's command line; the parent's
             # own parent is supervisord.
-            if f"worker {role}" in " ".join(cmd) and parent and parent.cmdline() == cmd:
+            if f"worker {role}" in " ".join(cmd) and parent_cmd == cmd:
                 return p
         raise AssertionError(f"no pool process for worker {role}")
 
