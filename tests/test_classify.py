@@ -8,6 +8,7 @@ import requests
 
 from tests.conftest import Stack
 from tests.helpers import counts, image_bytes, submit, wait_job, write_images
+from visionnet.core.redis_conn import connect
 
 
 def _labels(stack: Stack) -> set[str]:
@@ -97,3 +98,17 @@ def test_concurrent_requests_share_forward_passes(stack: Stack) -> None:
         got = image["predictions"]
         assert [p["label"] for p in got] == [p.label for p in expected]
         assert all(abs(g["score"] - e.score) < 1e-4 for g, e in zip(got, expected, strict=True))
+
+
+def test_jobs_leave_no_celery_results_in_redis(stack: Stack) -> None:
+    """Jobs report to their records; a Celery result per job would be a Redis
+    write nobody reads, kept for ``result_ttl_s`` (a million one-image jobs: a
+    million keys)."""
+    client = connect(stack.redis_url)
+    before = set(client.scan_iter("celery-task-meta-*"))
+    paths = write_images(stack.root / "no-results", range(300, 303), fmt="JPEG")
+    job_ids = [submit(stack.base, "classify", json={"paths": [str(p)]}) for p in paths]
+    for job_id in job_ids:
+        assert wait_job(stack.base, job_id)["state"] == "succeeded"
+    left = set(client.scan_iter("celery-task-meta-*")) - before
+    assert not left, sorted(left)

@@ -74,8 +74,16 @@ class Services:
         return consumers
 
     def send(self, task: str, job_id: str, **kwargs: Any) -> None:
-        """Enqueue a job's root task under the job's id, so a cancel can revoke it."""
-        self.celery.send_task(task, kwargs={"job_id": job_id, **kwargs}, task_id=job_id)
+        """Enqueue a job's root task under the job's id, so a cancel can revoke it.
+
+        ``ignore_result``: the job reports to its record. ``send_task`` would
+        otherwise ask for a Celery result whatever ``task_ignore_result`` says
+        (the message's flag wins over the task's): the web subscribing to its
+        channel and the worker storing it for ``result_ttl_s``, per job.
+        """
+        self.celery.send_task(
+            task, kwargs={"job_id": job_id, **kwargs}, task_id=job_id, ignore_result=True
+        )
 
 
 def services() -> Services:

@@ -70,5 +70,5 @@ def delete_collection(path: CollectionPath) -> Any:
         raise APIError(404, "not_found", f"no collection named {path.name!r}")
     # A write: routed to the single store writer with Milvus Lite, to any model
     # worker with direct writes (visionnet.core.queues.task_routes).
-    svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name})
+    svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name}, ignore_result=True)
     return _view(entry), 202
