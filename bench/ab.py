@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -25,15 +24,7 @@ from rich.table import Table
 
 from bench.client import Api, job_seconds
 from bench.report import spread, write_report
-from bench.stack import private_stack, stack_root, wait_until_quiet
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def git(*args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
+from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,21 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     folder = args.folder.resolve()
-    base_rev = git("rev-parse", "--short", args.base)
-    dirty = "+changes" if git("status", "--porcelain", "--untracked-files=no") else ""
-    this_rev = git("rev-parse", "--short", "HEAD") + dirty
+    this_rev = revision()
     rates: dict[str, list[float]] = {"this": [], "base": []}
     stages: dict[str, list[dict[str, float]]] = {"this": [], "base": []}
     with tempfile.TemporaryDirectory(prefix="visionnet-ab-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
-        tree = tmp / "base-tree"
-        git("worktree", "add", "--detach", str(tree), base_rev)
-        stack.callback(git, "worktree", "remove", "--force", str(tree))
+        base_rev, base_env = stack.enter_context(base_worktree(args.base, tmp / "base-tree"))
         bases = {
             "this": stack.enter_context(private_stack(tmp / "this", [folder])),
-            "base": stack.enter_context(
-                private_stack(tmp / "base", [folder], extra_env={"PYTHONPATH": str(tree)})
-            ),
+            "base": stack.enter_context(private_stack(tmp / "base", [folder], extra_env=base_env)),
         }
         roots = [stack_root(tmp / name) for name in bases]
         for rep in range(args.repeats):

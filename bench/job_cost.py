@@ -6,7 +6,10 @@ a private stack (``visionnet up --no-flower``, demo model) and divides by the
 number of jobs: the CPU time each program spent (all its processes, from
 ``psutil``), the client's own, and the Redis commands run (``INFO
 commandstats``). Repeated ``--repeats`` times on the same stack, after a warm-up
-job; min and median per program.
+job; min and median per program. With ``--base REV`` a second stack runs the
+code of an earlier commit beside this one (``bench.ab``'s way), the runs
+alternating, each after both stacks went quiet: the before and after of a
+change to the per-job path, side by side.
 
     .venv/bin/python -m bench.job_cost --photos ../shared/datasets/imagenet-sample-100
 """
@@ -18,6 +21,7 @@ import statistics
 import sys
 import tempfile
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +33,8 @@ from rich.table import Table
 from bench.client import Api
 from bench.images import expand_photos, images_under
 from bench.many_jobs import many_classify_jobs
-from bench.report import write_report
-from bench.stack import private_stack
+from bench.report import spread, write_report
+from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
 
 
 def program_of(cmdline: list[str]) -> str:
@@ -90,61 +94,101 @@ def one_run(
     }
 
 
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Min and median over runs of each program's CPU per job, the total and jobs/s."""
+    programs = sorted({k for run in runs for k in run["cpu_ms_per_job"]})
+    totals = [sum(run["cpu_ms_per_job"].values()) for run in runs]
+    rates = [run["jobs_per_s"] for run in runs]
+    commands = sorted({k for run in runs for k in run["redis_calls_per_job"]})
+    return {
+        "cpu_ms_per_job": {
+            p: spread([r["cpu_ms_per_job"].get(p, 0.0) for r in runs]) for p in programs
+        },
+        "cpu_ms_per_job_total": spread(totals),
+        "jobs_per_s": spread(rates),
+        "redis_calls_per_job": {
+            c: statistics.median(r["redis_calls_per_job"].get(c, 0.0) for r in runs)
+            for c in commands
+        },
+        "runs": runs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", type=Path, required=True)
     parser.add_argument("--count", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--base", help="Also run an earlier commit's stack beside this one, runs alternating."
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/job_cost.json"))
     args = parser.parse_args(argv)
     console = Console()
-    runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="visionnet-cost-") as tmp_name:
+    revs = {"this": revision()}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="visionnet-cost-") as tmp_name, ExitStack() as ctx:
         tmp = Path(tmp_name)
         folder = expand_photos(images_under(args.photos), args.count, tmp / "photos")
         files = images_under(folder)
-        with private_stack(tmp / "stack", [folder]) as base:
-            api = Api(base)
+        envs: dict[str, dict[str, str]] = {"this": {}}
+        if args.base:
+            revs["base"], envs["base"] = ctx.enter_context(
+                base_worktree(args.base, tmp / "base-tree")
+            )
+        stacks = {}
+        for label, env in envs.items():
+            api = Api(ctx.enter_context(private_stack(tmp / label, [folder], extra_env=env)))
             api.wait(api.submit("classify", json={"paths": [str(files[0])]}))  # load the model
-            procs = stack_processes(tmp / "stack")
-            db = redis.Redis(unix_socket_path=str(tmp / "stack/data/redis/redis.sock"))
-            for rep in range(args.repeats):
-                runs.append(one_run(api, files, procs, db))
-                total = sum(runs[-1]["cpu_ms_per_job"].values())
-                console.print(f"run {rep + 1}: {runs[-1]['jobs_per_s']:.1f} jobs/s, "
-                              f"{total:.1f} ms CPU per job")  # fmt: skip
-    programs = sorted({k for run in runs for k in run["cpu_ms_per_job"]})
-
-    def ms(program: str) -> list[float]:
-        return [run["cpu_ms_per_job"].get(program, 0.0) for run in runs]
-
-    totals = [sum(run["cpu_ms_per_job"].values()) for run in runs]
-    commands = sorted({k for run in runs for k in run["redis_calls_per_job"]})
-    calls = {
-        c: statistics.median(r["redis_calls_per_job"].get(c, 0.0) for r in runs) for c in commands
-    }
+            db = redis.Redis(unix_socket_path=str(tmp / label / "data/redis/redis.sock"))
+            stacks[label] = (api, stack_processes(tmp / label), db)
+            runs[label] = []
+        roots = [stack_root(tmp / label) for label in stacks]
+        for rep in range(args.repeats):
+            for label, (api, procs, db) in stacks.items():
+                for root in roots:
+                    wait_until_quiet(root)
+                runs[label].append(one_run(api, files, procs, db))
+                total = sum(runs[label][-1]["cpu_ms_per_job"].values())
+                console.print(f"{label} run {rep + 1}: {runs[label][-1]['jobs_per_s']:.1f} "
+                              f"jobs/s, {total:.1f} ms CPU per job")  # fmt: skip
+    results = {label: summary(label_runs) for label, label_runs in runs.items()}
     table = Table(title=f"CPU per one-image classify job ({args.count} jobs, 8 clients)")
-    table.add_column("program")
-    table.add_column("ms CPU per job, min / median", justify="right")
-    for program in sorted(programs, key=lambda p: -statistics.median(ms(p))):
-        table.add_row(program, f"{min(ms(program)):.2f} / {statistics.median(ms(program)):.2f}")
-    table.add_row("all", f"{min(totals):.1f} / {statistics.median(totals):.1f}")
-    rates = [run["jobs_per_s"] for run in runs]
-    table.add_row("jobs/s", f"{min(rates):.1f} / {statistics.median(rates):.1f}")
-    table.add_row("Redis commands per job (median)", f"{sum(calls.values()):.1f}")
+    table.add_column("ms CPU per job, min / median")
+    for label in results:
+        table.add_column(f"{label} ({revs[label]})", justify="right")
+
+    def cells(pick: Any, fmt: str = "{:.2f}") -> list[str]:
+        out = []
+        for res in results.values():
+            got = pick(res)
+            out.append(f"{fmt.format(got['min'])} / {fmt.format(got['median'])}" if got else "")
+        return out
+
+    programs = results["this"]["cpu_ms_per_job"]
+    for program in sorted(programs, key=lambda p: -programs[p]["median"]):
+        table.add_row(program, *cells(lambda r, p=program: r["cpu_ms_per_job"].get(p)))
+    table.add_row("all", *cells(lambda r: r["cpu_ms_per_job_total"], "{:.1f}"))
+    table.add_row("jobs/s", *cells(lambda r: r["jobs_per_s"], "{:.1f}"))
+    table.add_row(
+        "Redis commands per job (median)",
+        *[f"{sum(r['redis_calls_per_job'].values()):.1f}" for r in results.values()],
+    )
     console.print(table)
-    top = sorted(calls.items(), key=lambda kv: -kv[1])[:12]
-    console.print("Redis commands per job: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
-    report: dict[str, Any] = {
-        "count": args.count,
-        "cpu_ms_per_job": {
-            p: {"min": min(ms(p)), "median": statistics.median(ms(p))} for p in programs
-        },
-        "cpu_ms_per_job_total": {"min": min(totals), "median": statistics.median(totals)},
-        "jobs_per_s": {"min": min(rates), "median": statistics.median(rates)},
-        "redis_calls_per_job": calls,
-        "runs": runs,
-    }
+    report: dict[str, Any] = {"count": args.count, "revisions": revs, "stacks": results}
+    if "base" in results:
+        ratio = results["this"]["jobs_per_s"]["median"] / results["base"]["jobs_per_s"]["median"]
+        cpu = (
+            results["this"]["cpu_ms_per_job_total"]["median"]
+            / results["base"]["cpu_ms_per_job_total"]["median"]
+        )
+        console.print(f"this ÷ base: jobs/s {ratio:.3f}, CPU per job {cpu:.3f} (medians)")
+        report["this_over_base"] = {"jobs_per_s": ratio, "cpu_ms_per_job_total": cpu}
+    for label, res in results.items():
+        top = sorted(res["redis_calls_per_job"].items(), key=lambda kv: -kv[1])[:12]
+        console.print(
+            f"{label}, Redis commands per job: " + ", ".join(f"{k} {v:.1f}" for k, v in top)
+        )
     write_report(args.out, report, console)
     return 0
 

@@ -78,6 +78,34 @@ def private_stack(
         stop_group(proc, signal.SIGINT, timeout=180)
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def revision() -> str:
+    """This checkout's short commit, "+changes" when tracked files differ from it."""
+    dirty = "+changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return git("rev-parse", "--short", "HEAD") + dirty
+
+
+@contextmanager
+def base_worktree(rev: str, where: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A git worktree of ``rev`` at ``where``: its short commit, and the environment
+    that makes a private stack run its code (first on ``PYTHONPATH``, the same
+    virtual environment), for side-by-side runs against an earlier commit."""
+    short = git("rev-parse", "--short", rev)
+    git("worktree", "add", "--detach", str(where), short)
+    try:
+        yield short, {"PYTHONPATH": str(where)}
+    finally:
+        git("worktree", "remove", "--force", str(where))
+
+
 def stop_group(proc: subprocess.Popen[bytes], signum: int, timeout: float) -> None:
     """Ask a process started in its own session to stop; kill its group if it does not."""
     proc.send_signal(signum)
