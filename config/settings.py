@@ -113,6 +113,12 @@ class ModelSettings(BaseModel):
     interactive_threads: int = Field(
         16, gt=0, description="Interactive requests one interactive worker runs at once."
     )
+    interactive_cpu_threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads (torch intra-op) of one forward pass in the interactive "
+        "worker; 0: torch's default, one per core.",
+    )
     reader_threads: int = Field(
         2, gt=0, description="Threads that read, hash, decode and preprocess while the model runs."
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from typing import Any
 
 import pytest
 import requests
+import torch
 from pymilvus import MilvusClient
 
 from tests.conftest import Stack
@@ -221,6 +223,11 @@ def test_model_workers_warm_up_as_they_start(stack: Stack) -> None:
         assert time.monotonic() < deadline, (bulk[-2000:], interactive[-2000:])
         time.sleep(0.5)
     assert "warmed up the classifier" not in bulk  # bulk work needs the embedder only
+    # Interactive passes hold a few pictures: one CPU thread each (the default
+    # models.interactive_cpu_threads); bulk passes keep torch's default.
+    assert re.search(r"warmed up the classifier in \S+ \(1 CPU threads per pass\)", interactive)
+    default = torch.get_num_threads()
+    assert re.search(rf"warmed up the embedder in \S+ \({default} CPU threads per pass\)", bulk)
     store_log = logs / "store.log"  # no store writer where model workers write directly
     assert not store_log.exists() or "warmed up" not in store_log.read_text()
 

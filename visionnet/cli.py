@@ -188,6 +188,7 @@ def worker(
     suffix = f"-gpu{gpu}" if gpu is not None else ""
     hostname = name or f"{kind}{suffix}@%h"
     if kind == "interactive":
+        _limit_cpu_threads(get_settings().models.interactive_cpu_threads)
         # Threads, not prefork: every request in flight waits in the same
         # process for its share of a batched forward pass.
         options = [
@@ -207,6 +208,18 @@ def worker(
     finally:
         if lock is not None:
             lock.release()  # a clean stop hands the lock on at once
+
+
+def _limit_cpu_threads(threads: int) -> None:
+    """Set torch's intra-op threads for this process's passes (0: leave torch's default).
+
+    For the interactive worker, whose threads pool runs its passes in this
+    process: no fork follows, and importing torch does not initialise CUDA.
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _store_writer_lock() -> Any:

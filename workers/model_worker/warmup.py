@@ -43,7 +43,18 @@ def warm(names: list[str]) -> None:
         except Exception:  # a model that cannot load fails its jobs, with the reason
             log.exception("warm-up of the %s failed", name)
             continue
-        log.info("warmed up the %s in %.2fs", name, time.perf_counter() - start)
+        log.info(
+            "warmed up the %s in %.2fs (%d CPU threads per pass)",
+            name,
+            time.perf_counter() - start,
+            _cpu_threads(),
+        )
+
+
+def _cpu_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def start_warm_up() -> threading.Thread | None:
