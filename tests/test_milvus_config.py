@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import Stack
-from visionnet.milvus_server import OVERRIDES, ports, write_config
+from tests.helpers import free_port
+from visionnet.milvus_server import (
+    OVERRIDES,
+    PORT_OFFSETS,
+    PortTakenError,
+    bind_exposed,
+    ports,
+    write_config,
+)
 
 
 def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -40,3 +50,24 @@ def test_overrides_replace_nested_keys_and_leave_the_rest(tmp_path: Path) -> Non
 def test_the_segment_size_setting_reaches_the_running_server(server_stack: Stack) -> None:
     conf = server_stack.data / "milvus-server" / "configs" / "milvus.yaml"
     assert flat(yaml.safe_load(conf.read_text()))["dataCoord.segment.maxSize"] == 1024
+
+
+def test_a_taken_host_port_is_named_with_its_role(tmp_path: Path) -> None:
+    """The server's relay binds its client and metrics ports on 127.0.0.1 first;
+    one held by another process fails with the port, its role and the setting,
+    and the ports bound before it are let go."""
+    base = free_port(len(PORT_OFFSETS))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", base + PORT_OFFSETS["metrics_port"]))
+        holder.listen()
+        with pytest.raises(PortTakenError) as caught:
+            bind_exposed(base, ["proxy_port", "metrics_port"])
+    message = str(caught.value)
+    assert f"127.0.0.1:{base + 1}" in message
+    assert "metrics_port" in message and f"milvus.embedded_port {base} + 1" in message
+    with socket.socket() as again:  # the client port was released on the way out
+        again.bind(("127.0.0.1", base))
+    listeners = bind_exposed(base, ["proxy_port", "metrics_port"])
+    assert [port for _, port in listeners] == [base, base + 1]
+    for sock, _ in listeners:
+        sock.close()

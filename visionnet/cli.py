@@ -85,7 +85,7 @@ def stack_guard() -> None:
 @main.command("milvus-server", hidden=True)
 def milvus_server() -> None:
     """Become the embedded stack's real Milvus server (milvus.engine = "server")."""
-    from visionnet.milvus_server import IsolationError, run
+    from visionnet.milvus_server import IsolationError, PortTakenError, run
 
     settings = get_settings()
     m = settings.milvus
@@ -97,7 +97,7 @@ def milvus_server() -> None:
             isolate=m.server_isolation == "netns",
             overrides={"dataCoord.segment.maxSize": str(m.server_segment_max_mb)},
         )
-    except IsolationError as exc:
+    except (IsolationError, PortTakenError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

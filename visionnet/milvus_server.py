@@ -63,6 +63,39 @@ class IsolationError(RuntimeError):
     """The server's ports cannot be kept off the network here."""
 
 
+class PortTakenError(RuntimeError):
+    """One of the server's host ports is held by another process."""
+
+
+def bind_exposed(base: int, names: list[str]) -> list[tuple[socket.socket, int]]:
+    """Listen on 127.0.0.1 at the server's ``names`` ports, for the relay.
+
+    A port in use is named with its role and where it comes from, so a user
+    whose ``milvus.embedded_port + 1`` is taken does not have to guess.
+    """
+    listeners: list[tuple[socket.socket, int]] = []
+    for name in names:
+        port = ports(base)[name]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            sock.close()
+            for held, _ in listeners:
+                held.close()
+            raise PortTakenError(
+                f"the Milvus server cannot listen on 127.0.0.1:{port}, its {name} "
+                f"(milvus.embedded_port {base} + {PORT_OFFSETS[name]}): {exc.strerror}. "
+                f"Another process holds it; the server needs ports {base}-"
+                f"{base + max(PORT_OFFSETS.values())}: choose another milvus.embedded_port."
+            ) from exc
+        sock.listen(512)
+        sock.setblocking(False)
+        listeners.append((sock, port))
+    return listeners
+
+
 def ports(base: int) -> dict[str, int]:
     return {name: base + offset for name, offset in PORT_OFFSETS.items()}
 
@@ -177,20 +210,15 @@ def run(
     argv = [exe, "run", "standalone", "-alias", f"visionnet-{base}"]
     sys.stdout.flush()
     if isolate:
-        _run_isolated(exe, argv, env, [ports(base)["proxy_port"], ports(base)["metrics_port"]])
+        # Bound on the host before leaving its network.
+        _run_isolated(exe, argv, env, bind_exposed(base, ["proxy_port", "metrics_port"]))
     os.execve(exe, argv, env)
 
 
-def _run_isolated(exe: str, argv: list[str], env: dict[str, str], expose: list[int]) -> None:
-    """Run the server in a network namespace of its own; relay ``expose`` from 127.0.0.1."""
-    listeners = []
-    for port in expose:  # bound on the host before leaving its network
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen(512)
-        sock.setblocking(False)
-        listeners.append((sock, port))
+def _run_isolated(
+    exe: str, argv: list[str], env: dict[str, str], listeners: list[tuple[socket.socket, int]]
+) -> None:
+    """Run the server in a network namespace of its own; relay ``listeners`` from 127.0.0.1."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
         raise IsolationError(
