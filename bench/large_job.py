@@ -37,6 +37,7 @@ from bench.images import images_under
 from bench.report import percentile, write_report
 from bench.stack import free_port, private_stack, stack_root, wait_until_quiet
 from visionnet.core.redis_conn import connect
+from visionnet.milvus_server import PORT_OFFSETS
 
 PROGRAMS = {
     "redis-server": "redis",
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         picks = rng.choice(min(pool, len(paths)), size=args.queries, replace=False)
         ids = [hashlib.sha256(paths[i].read_bytes()).hexdigest() for i in picks]
         stack_dir = tmp / "stack"
-        port = free_port()
+        port = free_port(len(PORT_OFFSETS))
         env = {"VISIONNET_MILVUS__EMBEDDED_PORT": str(port)}
         if args.engine == "server":
             env |= {"VISIONNET_MILVUS__ENGINE": "server", "VISIONNET_MILVUS__DIRECT_WRITES": "true"}

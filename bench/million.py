@@ -45,6 +45,7 @@ from rich.table import Table
 from bench.images import images_under
 from bench.report import percentile, write_report
 from bench.stack import free_port, stop_group
+from visionnet.milvus_server import PORT_OFFSETS
 
 COLLECTION = "million"
 INSERT_BATCH = 2000
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             clients: dict[int, Any] = {}
             for size in sizes:
-                port = free_port()
+                port = free_port(len(PORT_OFFSETS))
                 servers.append(start_server(Path(tmp_name) / f"seg{size}", port, size))
                 uri = uris[size] = f"http://127.0.0.1:{port}"
                 client = clients[size] = wait_ready(uri)

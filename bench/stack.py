@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,11 +17,40 @@ from pathlib import Path
 import psutil
 import requests
 
+from visionnet.milvus_server import PORT_OFFSETS
 
-def free_port() -> int:
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive free ports, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to port 0) is an ephemeral one: any outgoing
+    connection in the test session may take it, or the next one, as its source
+    port before the stack binds it. That once kept the real Milvus server's
+    metrics port (its base port + 1) taken for a whole CI run. Ports below the
+    range are never handed out, so only a listener can hold them.
+    """
+    top = _ephemeral_low() - count
+    for _ in range(500):
+        base = random.randrange(10_000, top)
+        if all(_bindable(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports below {top + count}")
 
 
 @contextmanager
@@ -38,7 +68,8 @@ def private_stack(
         VISIONNET_DATA_DIR=str(workdir / "data"),
         VISIONNET_ALLOWED_ROOTS="[" + ",".join(f'"{r.resolve()}"' for r in roots) + "]",
         VISIONNET_WEB__PORT=str(free_port()),
-        VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port()),
+        # A real Milvus server takes this port and the 10 after it.
+        VISIONNET_MILVUS__EMBEDDED_PORT=str(free_port(len(PORT_OFFSETS))),
         VISIONNET_FLOWER__PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import random
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,40 +12,9 @@ import numpy as np
 import requests
 from PIL import Image, ImageDraw
 
+from bench.stack import free_port as free_port  # the stack's ports, shared with the benches
+
 FINAL = {"succeeded", "failed", "cancelled"}
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(count: int = 1) -> int:
-    """The first of ``count`` consecutive free ports, below the kernel's ephemeral range.
-
-    A port the kernel hands out (bind to port 0) is an ephemeral one: any outgoing
-    connection in the test session may take it, or the next one, as its source
-    port before the stack binds it. That once kept the real Milvus server's
-    metrics port (its base port + 1) taken for a whole CI run. Ports below the
-    range are never handed out, so only a listener can hold them.
-    """
-    top = _ephemeral_low() - count
-    for _ in range(500):
-        base = random.randrange(10_000, top)
-        if all(_bindable(base + i) for i in range(count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports below {top + count}")
 
 
 def make_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
