@@ -119,6 +119,12 @@ class ModelSettings(BaseModel):
         description="CPU threads (torch intra-op) of one forward pass in the interactive "
         "worker; 0: torch's default, one per core.",
     )
+    bulk_passes_at_once: int = Field(
+        0,
+        ge=0,
+        description="Forward passes a CPU model worker runs at once for index chunks, each "
+        "on cores / passes threads; 0: auto (2 on a CPU of 2 or more cores, 1 on a GPU).",
+    )
     reader_threads: int = Field(
         2, gt=0, description="Threads that read, hash, decode and preprocess while the model runs."
     )

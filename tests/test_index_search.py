@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -14,6 +15,7 @@ from pymilvus import MilvusClient
 
 from tests.conftest import Stack
 from tests.helpers import counts, sha256_file, submit, wait_job, with_milvus, write_images
+from visionnet.workers.models.runtime import bulk_passes
 
 
 @pytest.fixture(scope="module", params=["lite", "server"])
@@ -224,10 +226,13 @@ def test_model_workers_warm_up_as_they_start(stack: Stack) -> None:
         time.sleep(0.5)
     assert "warmed up the classifier" not in bulk  # bulk work needs the embedder only
     # Interactive passes hold a few pictures: one CPU thread each (the default
-    # models.interactive_cpu_threads); bulk passes keep torch's default.
+    # models.interactive_cpu_threads). Bulk passes on a CPU of 2 or more cores
+    # run two at a time, on half the cores each (models.bulk_passes_at_once).
     assert re.search(r"warmed up the classifier in \S+ \(1 CPU threads per pass\)", interactive)
-    default = torch.get_num_threads()
-    assert re.search(rf"warmed up the embedder in \S+ \({default} CPU threads per pass\)", bulk)
+    cores = os.cpu_count() or 1
+    passes = bulk_passes(0, "cpu", cores)
+    each = cores // passes if passes > 1 else torch.get_num_threads()
+    assert re.search(rf"warmed up the embedder in \S+ \({each} CPU threads per pass\)", bulk)
     store_log = logs / "store.log"  # no store writer where model workers write directly
     assert not store_log.exists() or "warmed up" not in store_log.read_text()
 

@@ -171,6 +171,8 @@ def worker(
             raise click.UsageError(str(exc)) from exc
         if chosen:
             sys.exit(_launch_gpu_workers(chosen, queue, loglevel))
+    if kind == "models" and gpu is None:
+        _split_cpu_threads()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
         # Pinned: the one visible GPU is "cuda". An explicit "cpu" stays (tests, operators).
@@ -208,6 +210,21 @@ def worker(
     finally:
         if lock is not None:
             lock.release()  # a clean stop hands the lock on at once
+
+
+def _split_cpu_threads() -> None:
+    """A model worker on the CPU: each of its concurrent passes gets cores / passes threads.
+
+    Through ``OMP_NUM_THREADS``, which torch reads when the pool process imports
+    it (the prefork parent never imports torch); one set by the user stays.
+    """
+    from visionnet.workers.models.runtime import bulk_passes
+
+    m = get_settings().models
+    cores = os.cpu_count() or 1
+    passes = bulk_passes(m.bulk_passes_at_once, "cpu" if m.device == "auto" else m.device, cores)
+    if passes > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // passes)))
 
 
 def _limit_cpu_threads(threads: int) -> None:

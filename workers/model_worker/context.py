@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from visionnet.workers.models.classifier import Classifier, Prediction
 from visionnet.workers.models.embedder import Embedder
 from visionnet.workers.models.one_pass import gives_embedder_vectors
 from visionnet.workers.models.registry import ModelRegistry
-from visionnet.workers.models.runtime import Runtime
+from visionnet.workers.models.runtime import Runtime, bulk_passes
 
 M = TypeVar("M", bound=ImageModel)
 
@@ -40,6 +41,16 @@ class ModelContext(WorkerContext):
     def reader_pool(self) -> ThreadPoolExecutor:
         """Read, hash and decode beside the model (made in the pool process, after the fork)."""
         return ThreadPoolExecutor(self.settings.models.reader_threads, thread_name_prefix="reader")
+
+    @cached_property
+    def pass_pool(self) -> ThreadPoolExecutor:
+        """Threads that run an index chunk's forward passes, ``bulk_passes`` at once."""
+        return ThreadPoolExecutor(self.passes_at_once, thread_name_prefix="pass")
+
+    @cached_property
+    def passes_at_once(self) -> int:
+        m = self.settings.models
+        return bulk_passes(m.bulk_passes_at_once, self.embedder().device, os.cpu_count())
 
     @cached_property
     def models(self) -> ModelRegistry:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.vectorstore.staging import StagedChunk
 
 log = logging.getLogger(__name__)
+# One batch's pass: vectors, (label, score) per picture, embed and classify seconds.
+Passed = tuple[Any, list[tuple[str, float]], float, float]
 
 
 @shared_task(name=job_type("index").task, base=ModelTask, bind=True, acks_late=True)
@@ -262,12 +266,42 @@ def embed_chunk(
     timings["decode_wait"] = timings["embed"] = 0.0
     if classifier is not None and not one_pass:
         timings["classify"] = 0.0
-    ahead = [pool.submit(decode_batch, batch) for batch in batches[:2]]
+
+    def forward(prepared: Any, images: list[Any]) -> Passed:
+        """One batch's vectors (and labels): in a pass thread, ``passes_at_once`` at a time."""
+        start = time.perf_counter()
+        if one_pass:
+            assert classifier is not None
+            rows, features = classifier.predict_with_features(prepared, top_k=1)
+            best = [(row[0].label, round(row[0].score, 6)) for row in rows]
+            return features, best, time.perf_counter() - start, 0.0
+        features = embedder.embed(prepared)
+        embed_s = time.perf_counter() - start
+        if classifier is None:
+            return features, [], embed_s, 0.0
+        # Same decoded pictures, the classifier's own preprocessing.
+        start = time.perf_counter()
+        rows = classifier.predict(images, top_k=1)
+        best = [(row[0].label, round(row[0].score, 6)) for row in rows]
+        return features, best, embed_s, time.perf_counter() - start
+
+    def collect(done: Future[Passed]) -> None:
+        features, best, embed_s, classify_s = done.result()
+        vectors.append(features)
+        labels.extend(label for label, _score in best)
+        label_scores.extend(score for _label, score in best)
+        timings["embed"] += embed_s
+        if "classify" in timings:
+            timings["classify"] += classify_s
+
+    lanes = ctx.passes_at_once
+    in_flight: deque[Future[Passed]] = deque()
+    ahead = [pool.submit(decode_batch, batch) for batch in batches[: lanes + 1]]
     for n in range(len(batches)):
         start = time.perf_counter()
         decoded, prepared = ahead[n].result()
-        if n + 2 < len(batches):
-            ahead.append(pool.submit(decode_batch, batches[n + 2]))
+        if n + lanes + 1 < len(batches):
+            ahead.append(pool.submit(decode_batch, batches[n + lanes + 1]))
         timings["decode_wait"] += time.perf_counter() - start
         images = []
         for cid, raw, out in decoded:
@@ -281,25 +315,13 @@ def embed_chunk(
             sizes.append(len(raw.data))
             widths.append(width)
             heights.append(height)
-        if images and one_pass:
-            assert classifier is not None
-            start = time.perf_counter()
-            rows, features = classifier.predict_with_features(prepared, top_k=1)
-            vectors.append(features)
-            labels += [best.label for best, *_rest in rows]
-            label_scores += [round(best.score, 6) for best, *_rest in rows]
-            timings["embed"] += time.perf_counter() - start
-        elif images:
-            start = time.perf_counter()
-            vectors.append(embedder.embed(prepared))
-            timings["embed"] += time.perf_counter() - start
-            if classifier is not None:
-                # Same decoded pictures, the classifier's own preprocessing.
-                start = time.perf_counter()
-                for best, *_rest in classifier.predict(images, top_k=1):
-                    labels.append(best.label)
-                    label_scores.append(round(best.score, 6))
-                timings["classify"] += time.perf_counter() - start
+        if not images:
+            continue
+        if len(in_flight) == lanes:
+            collect(in_flight.popleft())  # in order: rows stay beside their ids
+        in_flight.append(ctx.pass_pool.submit(forward, prepared, images))
+    while in_flight:
+        collect(in_flight.popleft())
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
 
     chunk = StagedChunk(
