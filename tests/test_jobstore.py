@@ -61,6 +61,24 @@ def test_writer_lock_is_kept_alive_and_exclusive(stack: Stack) -> None:
     hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-writer-lock").release()
 
 
+def test_writer_lock_lost_in_a_stall_is_taken_back(stack: Stack) -> None:
+    """A writer whose lock expired while it stalled (longer than the TTL) takes it
+    again at its next refresh when it is free, so a second writer is still refused."""
+    import time
+
+    from visionnet.workers.store_writer.writer_lock import WriterLockTakenError, hold_writer_lock
+
+    client = connect(stack.redis_url)
+    held = hold_writer_lock(client, wait_s=0, ttl_s=1.5, key="test-lost-lock")
+    client.delete("test-lost-lock")  # what an expiry during a stall leaves
+    time.sleep(1.5)  # three refresh intervals (TTL / 3)
+    assert client.exists("test-lost-lock")
+    with pytest.raises(WriterLockTakenError, match="exactly one writer"):
+        hold_writer_lock(client, wait_s=0.2, ttl_s=1.5, key="test-lost-lock")
+    held.release()
+    assert not client.exists("test-lost-lock")
+
+
 def test_progress_writes_never_recreate_a_missing_record(jobs: JobStore) -> None:
     assert not jobs.set_progress("0" * 32, 5, 1)
     assert not jobs.plan_chunk("0" * 32, 0, 10)

@@ -11,6 +11,7 @@ import logging
 import threading
 
 import redis
+from redis.exceptions import LockNotOwnedError
 from redis.lock import Lock
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,24 @@ class WriterLock:
         while not self._stop.wait(every_s):
             try:
                 self._lock.reacquire()
+            except LockNotOwnedError:
+                # It expired while this process (or Redis) stalled for longer than
+                # the TTL. Take it again at once if it is free: a writer without
+                # the lock would let a second writer start beside it.
+                self._take_back()
             except Exception:  # keep trying while Redis is away
                 log.exception("could not refresh the store writer lock")
+
+    def _take_back(self) -> None:
+        try:
+            if self._lock.acquire(blocking=False):
+                log.warning("the store writer lock had expired (a stall longer than its TTL); "
+                            "taken again")  # fmt: skip
+            else:
+                log.error("the store writer lock expired and another writer holds it now: "
+                          "stop one of them")  # fmt: skip
+        except redis.exceptions.RedisError:
+            log.exception("could not take the store writer lock again")
 
     def release(self) -> None:
         self._stop.set()
