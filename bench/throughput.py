@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import Api, job_seconds
-from bench.images import expand_photos, images_under
+from bench.images import decoded, expand_photos, images_under
 from bench.report import spread, write_report
 from bench.stack import private_stack, stack_root, wait_until_quiet
 from visionnet.workers.models.embedder import Embedder
@@ -50,18 +50,15 @@ def model_alone(embedder: Embedder, files: list[Path], passes: int = 1) -> float
     """Images/s of the embedder alone, ``passes`` passes at a time (cores / passes threads each)."""
     import torch
 
-    decoded = []
-    for f in files:
-        with Image.open(f) as im:
-            decoded.append(im.convert("RGB"))
+    pictures = decoded(files)
     default = torch.get_num_threads()
     if passes > 1:
         torch.set_num_threads(max(1, default // passes))
-    starts = list(range(0, len(decoded), BATCH))
+    starts = list(range(0, len(pictures), BATCH))
 
     def lane(n: int) -> None:
         for b in starts[n::passes]:
-            embedder.embed(decoded[b : b + BATCH])
+            embedder.embed(pictures[b : b + BATCH])
 
     start = time.perf_counter()
     lanes = [threading.Thread(target=lane, args=(n,)) for n in range(passes)]
@@ -69,7 +66,7 @@ def model_alone(embedder: Embedder, files: list[Path], passes: int = 1) -> float
         thread.start()
     for thread in lanes:
         thread.join()
-    rate = len(decoded) / (time.perf_counter() - start)
+    rate = len(pictures) / (time.perf_counter() - start)
     torch.set_num_threads(default)
     return rate
 

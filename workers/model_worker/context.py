@@ -44,7 +44,7 @@ class ModelContext(WorkerContext):
 
     @cached_property
     def pass_pool(self) -> ThreadPoolExecutor:
-        """Threads that run an index chunk's forward passes, ``bulk_passes`` at once."""
+        """Threads that run an index chunk's forward passes, ``passes_at_once`` at a time."""
         return ThreadPoolExecutor(self.passes_at_once, thread_name_prefix="pass")
 
     @cached_property

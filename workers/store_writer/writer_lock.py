@@ -11,7 +11,6 @@ import logging
 import threading
 
 import redis
-from redis.exceptions import LockNotOwnedError
 from redis.lock import Lock
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ class WriterLock:
         while not self._stop.wait(every_s):
             try:
                 self._lock.reacquire()
-            except LockNotOwnedError:
+            except redis.exceptions.LockNotOwnedError:
                 # It expired while this process (or Redis) stalled for longer than
                 # the TTL. Take it again at once if it is free: a writer without
                 # the lock would let a second writer start beside it.
