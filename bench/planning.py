@@ -1,7 +1,8 @@
 """Planning an index job of 1,000,000 file names: memory and time to the first chunk.
 
 Runs the planner's own walk (``iter_images`` + ``chunked``, resumed from the
-last file every ``jobs.plan_ahead_chunks`` chunks, as ``plan_index`` does) over
+last file every ``jobs.plan_ahead_chunks`` chunks, as ``plan_index`` does; once
+without folder listings and 3 times with them, as plan_index walks now) over
 empty files made by the script, in two layouts: nested (1,000 folders of 1,000)
 and flat (one folder of 1,000,000). Beside it, the naive plan: list every path,
 then chunk. Peak memory is Python's allocations during one step (tracemalloc), measured
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import spread, write_report
+from visionnet.workers.model_worker.listing import ListingSpill
 from visionnet.workers.model_worker.walk import chunked, iter_images
 
 EXTS = [".jpg"]
@@ -41,16 +43,24 @@ def make_tree(root: Path, files: int, per_dir: int) -> None:
     marker.touch()
 
 
-def stepped_plan(root: Path, chunk: int, step: int, first_only: bool) -> dict[str, Any]:
-    """The planner's walk: ``step`` chunks, then resume after the last file."""
+def stepped_plan(
+    root: Path,
+    chunk: int,
+    step: int,
+    first_only: bool,
+    spill: ListingSpill | None = None,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """The planner's walk: ``step`` chunks, then resume after the last file.
+    ``spill``: with the listings plan_index keeps (a large folder listed once)."""
     start = time.perf_counter()
     first: float | None = None
     files = steps = 0
     after: str | None = None
-    while True:
+    while max_steps is None or steps < max_steps:
         steps += 1
         last = None
-        walk = iter_images(root, EXTS, after=after, limit=step * chunk + 1)  # as plan_index
+        walk = iter_images(root, EXTS, after=after, limit=step * chunk + 1, spill=spill)
         for offset, names in enumerate(chunked(walk, chunk)):
             if first is None:
                 first = time.perf_counter() - start
@@ -102,7 +112,18 @@ def run_layout(console: Console, args: argparse.Namespace, label: str, per_dir: 
     # The whole walk in steps, once: each step reads the folders it is in again.
     whole = stepped_plan(root, args.chunk, args.step, first_only=False)
     console.print(f"{label}: whole walk {whole['total_s']:.1f} s in {whole['steps']} steps")
+    # And as plan_index walks now: a folder larger than a step listed once, by
+    # the second step; its peak memory from the first two steps under tracemalloc.
+    spill = ListingSpill(args.workdir / "listings" / root.name)
+    listed = [stepped_plan(root, args.chunk, args.step, False, spill) for _ in repeats]
+    spill.remove()
+    console.print(f"{label}: with listings {listed[0]['total_s']:.1f} s")
+    two_mem = measured(lambda: stepped_plan(root, args.chunk, args.step, False, spill, 2))
+    spill.remove()
     return {
+        "listed_walk_s": spread([r["total_s"] for r in listed]),
+        "listed_walk": listed[0],
+        "two_steps_listing_peak_mb": two_mem["peak_mb"],
         "first_chunk_s": spread([r["first_chunk_s"] for r in first]),
         "first_step_peak_mb": first_mem["peak_mb"],
         "whole_walk": whole,
@@ -118,6 +139,8 @@ def _print(console: Console, args: argparse.Namespace, results: dict[str, Any]) 
         "first chunk s (min/med)",
         "peak MB, first step",
         "whole walk s / steps",
+        "with listings: whole walk s (min/med)",
+        "peak MB, the step that lists",
         "naive: first chunk s (min/med)",
         "naive peak MB",
     ):
@@ -129,6 +152,8 @@ def _print(console: Console, args: argparse.Namespace, results: dict[str, Any]) 
             f"{r['first_chunk_s']['min']:.3f} / {r['first_chunk_s']['median']:.3f}",
             f"{r['first_step_peak_mb']:.1f}",
             f"{w['total_s']:.1f} / {w['steps']}",
+            f"{r['listed_walk_s']['min']:.1f} / {r['listed_walk_s']['median']:.1f}",
+            f"{r['two_steps_listing_peak_mb']:.1f}",
             f"{r['naive_first_chunk_s']['min']:.1f} / {r['naive_first_chunk_s']['median']:.1f}",
             f"{r['naive_peak_mb']:.0f}",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -118,3 +119,19 @@ def test_cancel_during_planning_stops_the_walk_and_the_chunks(stack: Stack) -> N
     # The walk stopped: at most one step of chunks (16 x 16 files) was ever planned.
     assert after["progress"]["total"] <= 16 * 16 < 2000
     assert after["progress"] == before["progress"]  # and nothing ran after the cancel
+
+
+def test_a_folder_larger_than_a_step_is_walked_from_its_listing(stack: Stack) -> None:
+    """Steps after the first read a large folder's sorted listing, not the folder
+    (walk.py, listing.py); the listing goes when the walk ends."""
+    folder = stack.root / "flat-large"
+    write_images(folder, range(30000, 30400))  # a step is 16 chunks of 16 files
+    body = {"source": {"path": str(folder)}, "collection": "flat_large"}
+    job_id = submit(stack.base, "index", json=body)
+    job = wait_job(stack.base, job_id, timeout=180)
+    assert job["state"] == "succeeded", job
+    assert job["progress"]["done"] == job["progress"]["total"] == 400
+    assert job["result"]["indexed"] == 400
+    log = (stack.data / "logs" / "models.log").read_text()
+    assert re.search(rf"listed {re.escape(str(folder))} in \S+ s \(0 runs\)", log), log[-3000:]
+    assert not (stack.data / "listings" / job_id).exists()

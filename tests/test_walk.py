@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
+import os
 import random
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from visionnet.workers.model_worker.listing import Listing, ListingSpill
 from visionnet.workers.model_worker.walk import iter_images
 
 
@@ -46,3 +52,94 @@ def test_a_bounded_walk_yields_the_same_first_paths(tmp_path: Path) -> None:
             break
         after = step[-1]
     assert stepped == full
+
+
+def _stepped(root: Path, size: int, spill: ListingSpill | None) -> list[list[str]]:
+    """A planner's walk: steps of ``size`` paths, each resumed after the last."""
+    steps: list[list[str]] = []
+    after = None
+    while True:
+        step = list(iter_images(root, [".jpg"], after=after, limit=size, spill=spill))
+        steps.append(step)
+        if len(step) < size:
+            return steps
+        after = step[-1]
+
+
+def test_a_large_folder_is_listed_once_for_the_steps_after_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    root = tmp_path / "root"
+    flat = root / "flat"
+    flat.mkdir(parents=True)
+    odd = ["é.jpg", "b\udcff.jpg", " lead.jpg", "z" * 200 + ".jpg"]  # non-UTF-8 bytes too
+    for name in {f"{rng.randrange(10**9):09d}.jpg" for _ in range(2500)} | set(odd):
+        (flat / name).write_bytes(b"")
+    (flat / "a_sub").mkdir()
+    (flat / "a_sub" / "x.jpg").write_bytes(b"")
+    (root / "0first.jpg").write_bytes(b"")
+    full = list(iter_images(root, [".jpg"]))
+    reads: list[str] = []
+    real_scandir = os.scandir
+
+    def counting(path: str) -> Any:
+        reads.append(os.path.basename(path) if isinstance(path, str) else "")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    spill = ListingSpill(tmp_path / "listings" / "job", run_names=700)  # 4 runs merged
+    steps = _stepped(root, 300, spill)
+    assert [p for step in steps for p in step] == full
+    assert len(steps) > 8
+    # The first step and the second (which lists it) read the folder; no other does.
+    assert reads.count("flat") == 2
+    assert len(list(spill.where.glob("*.names"))) == 1
+    assert not list(spill.where.glob("*.run*"))  # the sorted runs were merged and removed
+    spill.remove()
+    assert not spill.where.exists()
+
+
+def test_a_folder_that_changes_mid_walk_is_listed_again(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    write = [flat / f"{i:05d}.jpg" for i in range(0, 2000, 2)]
+    flat.mkdir()
+    for path in write:
+        path.write_bytes(b"")
+    spill = ListingSpill(tmp_path / "listings")
+    first = list(iter_images(flat, [".jpg"], limit=300, spill=spill))
+    second = list(iter_images(flat, [".jpg"], after=first[-1], limit=300, spill=spill))
+    assert second[0] == str(flat / "00600.jpg")
+    (flat / "01999.jpg").write_bytes(b"")  # after the mark: a direct read would see it
+    (flat / "00001.jpg").write_bytes(b"")  # before it: no walk goes back
+    os.utime(flat, ns=(0, 10**18))  # a distinct mtime even on a coarse clock
+    rest = list(iter_images(flat, [".jpg"], after=second[-1], spill=spill, limit=10**6))
+    assert str(flat / "01999.jpg") in rest and str(flat / "00001.jpg") not in rest
+    assert first + second + rest == sorted(first + second + rest)
+    assert len(first + second + rest) == 1001
+    assert len(list(spill.where.glob("*.names"))) == 1  # the old listing was dropped
+
+
+def test_a_name_with_a_newline_is_walked_without_a_listing(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(500):
+        (flat / f"{i:04d}.jpg").write_bytes(b"")
+    (flat / "0250\nx.jpg").write_bytes(b"")
+    spill = ListingSpill(tmp_path / "listings")
+    steps = _stepped(flat, 100, spill)
+    assert [p for step in steps for p in step] == list(iter_images(flat, [".jpg"]))
+    assert not list(spill.where.glob("*.names"))
+
+
+def test_the_bisection_finds_the_first_name_after_any_probe(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    names = sorted({"".join(rng.choices("abcé\udcfe", k=rng.randrange(1, 9))) for _ in range(300)})
+    path = tmp_path / "names"
+    path.write_bytes(b"".join(os.fsencode(n) + b"\n" for n in names))
+    listing = Listing([], files=path)
+    probes = [*names, "", "zzz", *("".join(rng.choices("abcé", k=3)) for _ in range(200))]
+    for probe in probes:
+        want = names[bisect.bisect_right(names, probe) :]
+        assert list(listing.names_after(probe)) == want
+        assert list(Listing([], names=names).names_after(probe)) == want

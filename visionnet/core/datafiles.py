@@ -28,6 +28,11 @@ def archive_root(settings: Settings, job_id: str) -> Path:
     return settings.data_path / "archives" / job_id
 
 
+def listings_path(settings: Settings, job_id: str) -> Path:
+    """Sorted listings of large folders, kept while the job's walk goes on."""
+    return settings.data_path / "listings" / job_id
+
+
 def sweep(folder: Path, ttl_s: int) -> None:
     """Remove entries of ``folder`` older than ``ttl_s``: their jobs are gone."""
     if not folder.is_dir():

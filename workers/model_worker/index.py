@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 from celery import shared_task
 
-from visionnet.core.datafiles import sweep
+from visionnet.core.datafiles import listings_path, sweep
 from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.core.jobtypes import IndexParams, job_type
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.archives import ArchiveError, unpack
 from visionnet.workers.model_worker.context import ModelTask
+from visionnet.workers.model_worker.listing import ListingSpill
 from visionnet.workers.model_worker.reader import FileError, RawFile, decode_sized, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
 from visionnet.workers.models.loading import ModelUnavailableError
@@ -73,10 +74,15 @@ def plan_index(
         if index_params.classify is None
         else index_params.classify
     )
+    settings = ctx.settings
+    # Sorted listings of folders larger than a step, kept for this walk's later steps.
+    spill = ListingSpill(listings_path(settings, job_id))
+    if next_chunk == 0:
+        sweep(spill.where.parent, settings.result_ttl_s)  # walks that never ended
     started = ctx.jobs.start(job_id) if next_chunk == 0 else ctx.jobs.is_active(job_id)
     if not started:
+        spill.remove()
         return  # cancelled (or expired): no more walking
-    settings = ctx.settings
     if archive is not None and next_chunk == 0:
         if not _unpack_upload(self, job_id, Path(archive), Path(root)):
             return
@@ -88,7 +94,9 @@ def plan_index(
     else:
         # One file more than a step takes: it tells the step that more follow.
         wanted = step * settings.jobs.chunk_size + 1
-        files = iter_images(Path(root), settings.jobs.extensions, after=after, limit=wanted)
+        files = iter_images(
+            Path(root), settings.jobs.extensions, after=after, limit=wanted, spill=spill
+        )
     last: str | None = None
     for offset, chunk in enumerate(chunked(files, settings.jobs.chunk_size)):
         if offset == step:
@@ -107,6 +115,7 @@ def plan_index(
             return
         _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection, classify)
         last = chunk[-1]
+    spill.remove()
     ctx.jobs.finish_planning(job_id)
 
 

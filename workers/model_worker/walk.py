@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
+
+from visionnet.workers.model_worker.listing import ListingSpill
 
 
 def iter_images(
-    root: Path, extensions: Iterable[str], after: str | None = None, limit: int | None = None
+    root: Path,
+    extensions: Iterable[str],
+    after: str | None = None,
+    limit: int | None = None,
+    spill: ListingSpill | None = None,
 ) -> Iterator[str]:
     """Yield image paths in a stable order, from after ``after``.
 
@@ -20,24 +26,65 @@ def iter_images(
     this many paths are wanted (one step), so a directory is read in one pass
     keeping only its ``limit`` first names, never its whole listing (a folder of
     a million files costs a step a pass over it, not a million names in memory).
-    A link that leads outside the roots is yielded too: the reader refuses it,
-    so it is counted as a per-file error instead of vanishing from the job.
+    ``spill``: where a resumed walk keeps the sorted listing of a folder larger
+    than a step, so the steps after it read their slice instead of the folder
+    (listing.py). A link that leads outside the roots is yielded too: the reader
+    refuses it, so it is counted as a per-file error instead of vanishing from
+    the job.
     """
     wanted = frozenset(e.lower() for e in extensions)
     mark: list[str] | None = None
     if after:
         mark = os.path.relpath(after, root).split(os.sep)
     budget = [limit if limit is not None else -1]  # -1: unbounded
-    yield from _walk(str(root), wanted, mark, budget)
+    yield from _walk(str(root), wanted, mark, budget, spill)
 
 
 def _walk(
-    dirpath: str, wanted: frozenset[str], mark: list[str] | None, budget: list[int]
+    dirpath: str,
+    wanted: frozenset[str],
+    mark: list[str] | None,
+    budget: list[int],
+    spill: ListingSpill | None,
 ) -> Iterator[str]:
     """``mark``: the resume point relative to ``dirpath`` (its last part a file), or None."""
     files_after = mark[0] if mark is not None and len(mark) == 1 else None
     # The mark lies in a subdirectory: this directory's files all come before it.
     skip_files = mark is not None and len(mark) > 1
+    listing = None
+    if spill is not None and mark is not None and budget[0] >= 0:
+        # A resumed step: an earlier step read this folder already, and later
+        # ones may too. A folder larger than a step is listed once for them all.
+        listing = spill.listing(dirpath, wanted, min_names=budget[0])
+    if listing is not None:
+        subdirs = listing.subdirs
+        if not skip_files:
+            for name in listing.names_after(files_after):
+                if budget[0] == 0:
+                    return
+                budget[0] -= 1
+                yield os.path.join(dirpath, name)
+    else:
+        subdirs = yield from _read_folder(dirpath, wanted, files_after, skip_files, budget)
+    into = mark[0] if mark is not None and len(mark) > 1 else None
+    for sub in subdirs if listing is not None else sorted(subdirs):
+        if into is not None and sub < into:
+            continue  # finished by the earlier walk
+        if budget[0] == 0:
+            return
+        rest = mark[1:] if mark is not None and sub == into else None
+        yield from _walk(os.path.join(dirpath, sub), wanted, rest, budget, spill)
+
+
+def _read_folder(
+    dirpath: str,
+    wanted: frozenset[str],
+    files_after: str | None,
+    skip_files: bool,
+    budget: list[int],
+) -> Generator[str, None, list[str]]:
+    """Yield the folder's image names after ``files_after`` (at most the budget's),
+    reading it in one pass; return its subfolders."""
     subdirs: list[str] = []
     names: list[str] = []
     keep = budget[0]
@@ -60,20 +107,13 @@ def _walk(
                     if keep >= 0 and len(names) > 4 * keep + 1024:
                         names = heapq.nsmallest(keep, names)  # bounded: only the first
     except OSError:
-        return  # unreadable or gone: nothing to yield from it
+        return []  # unreadable or gone: nothing to yield from it
     for name in heapq.nsmallest(keep, names) if keep >= 0 else sorted(names):
         if budget[0] == 0:
-            return
+            return subdirs
         budget[0] -= 1
         yield os.path.join(dirpath, name)
-    into = mark[0] if mark is not None and len(mark) > 1 else None
-    for sub in sorted(subdirs):
-        if into is not None and sub < into:
-            continue  # finished by the earlier walk
-        if budget[0] == 0:
-            return
-        rest = mark[1:] if mark is not None and sub == into else None
-        yield from _walk(os.path.join(dirpath, sub), wanted, rest, budget)
+    return subdirs
 
 
 def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
