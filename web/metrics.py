@@ -74,8 +74,8 @@ class ServiceCollector:
     def _stages(counters: dict[str, float]) -> HistogramMetricFamily:
         family = HistogramMetricFamily(
             "visionnet_index_stage_seconds",
-            "Seconds one index chunk spent per stage (read, lookup, decode_wait, embed, "
-            "handoff_wait, write, classify).",
+            "Seconds one index chunk spent per stage (read, hash, lookup, decode, "
+            "preprocess, decode_wait, embed, handoff_wait, write, classify).",
             labels=["stage"],
         )
         stages = sorted(n.split(":", 1)[1] for n in counters if n.startswith("stage_count:"))

@@ -154,6 +154,17 @@ def _unpack_upload(task: ModelTask, job_id: str, upload: Path, root: Path) -> bo
     return True
 
 
+def _read_and_hash(path: str, roots: list[Path]) -> tuple[RawFile | FileError, str, float]:
+    """In a reader thread (hashlib releases the GIL): the file, its content id, and
+    the seconds the hash took."""
+    raw = read_path(path, roots)
+    if isinstance(raw, FileError):
+        return raw, "", 0.0
+    start = time.perf_counter()
+    content_id = raw.content_id
+    return raw, content_id, time.perf_counter() - start
+
+
 def _enqueue_chunk(
     task: ModelTask,
     job_id: str,
@@ -232,14 +243,18 @@ def embed_chunk(
     errors: list[dict[str, str]] = []
 
     # Stage 1, in the reader threads: read and hash every file of the chunk.
+    # "read" is the stage's wall time; "hash", "decode" and "preprocess" are the
+    # reader threads' seconds, summed (they overlap each other and the passes).
     start = time.perf_counter()
     roots = ctx.settings.readable_roots
     fresh: dict[str, RawFile] = {}
-    for raw in pool.map(lambda p: read_path(p, roots), paths):
+    timings["hash"] = 0.0
+    for raw, content_id, hash_s in pool.map(lambda p: _read_and_hash(p, roots), paths):
+        timings["hash"] += hash_s
         if isinstance(raw, FileError):
             errors.append(raw.as_dict())
         else:
-            fresh.setdefault(raw.content_id, raw)  # a copy of a file in the chunk: once
+            fresh.setdefault(content_id, raw)  # a copy of a file in the chunk: once
     timings["read"] = time.perf_counter() - start
 
     # Stage 2: skip what the collection holds already (no decode, no forward pass).
@@ -259,10 +274,14 @@ def embed_chunk(
 
     def decode_batch(
         batch: list[tuple[str, RawFile]],
-    ) -> tuple[list[tuple[str, RawFile, Any]], list[Any]]:
+    ) -> tuple[list[tuple[str, RawFile, Any]], list[Any], float, float]:
+        """In a reader thread: the batch decoded and preprocessed, and the seconds of each."""
+        start = time.perf_counter()
         decoded = [(cid, raw, decode_sized(raw, draft)) for cid, raw in batch]
         good = [out[0] for _cid, _raw, out in decoded if not isinstance(out, FileError)]
-        return decoded, runner.prepare_ahead(good)
+        decoded_at = time.perf_counter()
+        prepared = runner.prepare_ahead(good)
+        return decoded, prepared, decoded_at - start, time.perf_counter() - decoded_at
 
     ids: list[str] = []
     names: list[str] = []
@@ -272,7 +291,7 @@ def embed_chunk(
     heights: list[int] = []
     labels: list[str] = []
     label_scores: list[float] = []
-    timings["decode_wait"] = timings["embed"] = 0.0
+    timings["decode"] = timings["preprocess"] = timings["decode_wait"] = timings["embed"] = 0.0
     if classifier is not None and not one_pass:
         timings["classify"] = 0.0
 
@@ -308,10 +327,12 @@ def embed_chunk(
     ahead = [pool.submit(decode_batch, batch) for batch in batches[: lanes + 1]]
     for n in range(len(batches)):
         start = time.perf_counter()
-        decoded, prepared = ahead[n].result()
+        decoded, prepared, decode_s, preprocess_s = ahead[n].result()
         if n + lanes + 1 < len(batches):
             ahead.append(pool.submit(decode_batch, batches[n + lanes + 1]))
         timings["decode_wait"] += time.perf_counter() - start
+        timings["decode"] += decode_s
+        timings["preprocess"] += preprocess_s
         images = []
         for cid, raw, out in decoded:
             if isinstance(out, FileError):
