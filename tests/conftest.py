@@ -8,12 +8,14 @@ ResNet built from a config and loaded by path.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +150,37 @@ def server_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def stack(lite_stack: Stack) -> Stack:
     """The stack most tests use; store tests override it to run on both stores."""
     return lite_stack
+
+
+# --- a real browser for the page tests (test_browser.py, test_text_search.py) ---
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip(
+        "BROWSER TESTS SKIPPED: no chromium on this machine (scripts/setup.sh installs "
+        "it with apt when run as root; install the 'chromium' package)"
+    )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -2,12 +2,12 @@
 
 Each test saves a screenshot under ``test-artifacts/``. Chromium comes from the
 system (``scripts/setup.sh`` installs Debian's with apt); where there is none,
-these tests are skipped with the reason in the summary, never silently.
+these tests are skipped with the reason in the summary, never silently (the
+``browser`` fixture, in conftest.py).
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,39 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import ARTIFACTS, Stack
 from tests.helpers import submit, wait_job, write_images
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip(
-        "BROWSER TESTS SKIPPED: no chromium on this machine (scripts/setup.sh installs "
-        "it with apt when run as root; install the 'chromium' package)"
-    )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import requests
 
-from tests.conftest import Stack, run_stack
+from tests.conftest import ARTIFACTS, Stack, run_stack
 from tests.helpers import make_image, submit, wait_job, write_images
 from tests.test_cli_client import cli
 from tests.tiny_model import build_tiny_clip, build_tiny_model
@@ -84,3 +85,43 @@ def test_text_search_on_an_image_only_embedder_is_a_clear_400(stack: Stack) -> N
         stack.base + "/api/v1/search", json={"text": "a dog", "collection": "no_text"}, timeout=10
     )
     assert r.status_code == 400 and "has no text encoder" in r.json()["message"]
+
+
+def test_the_page_searches_by_text_when_the_embedder_reads_text(
+    browser: Any, clip_stack: Stack, stack: Stack
+) -> None:
+    """The text box shows for a CLIP embedder and its results are the API's; it stays
+    hidden where the embedder reads no text (the default stack's)."""
+    paths = write_images(clip_stack.root / "text_page", range(8500, 8508))
+    body = {"source": {"path": str(paths[0].parent)}, "collection": "text_page"}
+    assert wait_job(clip_stack.base, submit(clip_stack.base, "index", json=body))["state"] == (
+        "succeeded"
+    )
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(60_000)
+    tab.goto(clip_stack.base + "/")
+    tab.wait_for_selector("#text-form", state="visible")
+    tab.wait_for_selector("#lookup-collection option[value=text_page]", state="attached")
+    tab.select_option("#lookup-collection", "text_page")
+    tab.fill("#lookup-k", "3")
+    tab.fill("#text-query", "a photo of a red car")
+    tab.press("#text-query", "Enter")
+    tab.wait_for_selector("#lookup-result h3:text('Images matching')")
+    cards = tab.locator("#lookup-result .grid li")
+    cards.first.wait_for()
+    shown = [cards.nth(i).locator(".path").inner_text() for i in range(cards.count())]
+    scores = [float(cards.nth(i).locator(".score").inner_text()) for i in range(cards.count())]
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "text-search.png"), full_page=True)
+    # The same query through the API: the same images, in the same order.
+    query = {"text": "a photo of a red car", "collection": "text_page", "k": 3}
+    job = wait_job(clip_stack.base, submit(clip_stack.base, "search", json=query))
+    assert shown == [hit["path"] for hit in job["result"]["hits"]]
+    assert len(shown) == 3 and set(shown) <= {str(p) for p in paths}
+    assert scores == sorted(scores, reverse=True)
+    # The default stack's embedder reads no text: no box.
+    tab.goto(stack.base + "/")
+    tab.wait_for_load_state("networkidle")
+    assert tab.locator("#text-form").is_hidden()
+    context.close()
