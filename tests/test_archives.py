@@ -9,12 +9,19 @@ import tarfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import requests
+from flask import Flask, request
+from PIL import Image
 
 from tests.conftest import Stack
 from tests.helpers import image_bytes, sha256_file, wait_job
+from visionnet.config.settings import Settings
+from visionnet.web.services import EXTENSION_KEY
+from visionnet.web.spooling import SpoolingRequest, incoming_path, remove_spooled
+from visionnet.web.uploads import save_archive_upload
 
 
 def _upload(stack: Stack, name: str, data: bytes, collection: str) -> requests.Response:
@@ -137,3 +144,57 @@ def test_the_size_limit_answers_413_and_non_archives_400(stack: Stack) -> None:
     assert r.status_code == 400 and "notes.zip" in r.json()["message"]
     uploads = stack.data / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())  # nothing left behind
+
+
+def test_a_large_archive_is_moved_into_place_not_copied(stack: Stack) -> None:
+    """A part over 500 KB spools to <data>/incoming (web/spooling.py), not /tmp, and the
+    archive is moved from there: written once. Nothing stays in incoming."""
+    images = {f"big/img_{seed}.png": image_bytes(seed) for seed in range(9100, 9130)}
+    data = _tar({**images, "big/padding.bin": os.urandom(700 * 1024)})
+    assert len(data) > 700 * 1024
+    r = _upload(stack, "big.tar", data, "moved")
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    job = wait_job(stack.base, job_id, timeout=120)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["indexed"] == 30
+    assert list((stack.data / "incoming").iterdir()) == []
+
+
+def test_a_spooled_part_is_moved_with_its_inode_and_a_small_one_copied(tmp_path: Path) -> None:
+    """The request class and save_archive_upload together, on werkzeug's real parser."""
+    app = Flask(__name__)
+    app.request_class = SpoolingRequest
+    settings = Settings(data_dir=tmp_path / "data")
+    app.extensions[EXTENSION_KEY] = SimpleNamespace(settings=settings)
+    big = _tar({"a/img.png": image_bytes(9200), "a/pad.bin": os.urandom(600 * 1024)})
+    small = _tar({"a/img.png": image_bytes(9201)})
+    for data, moved in ((big, True), (small, False)):
+        body = {"archive": (io.BytesIO(data), "x.tar")}
+        with app.test_request_context("/", method="POST", data=body):
+            upload = request.files["archive"]
+            spooled = getattr(upload.stream, "name", None)
+            assert isinstance(spooled, str) == moved
+            inode = os.stat(spooled).st_ino if moved else None
+            target = tmp_path / f"saved-{moved}.archive"
+            assert save_archive_upload(upload, target) == target
+            assert target.read_bytes() == data
+            if moved:
+                assert Path(spooled).parent == incoming_path(settings)
+                assert os.stat(target).st_ino == inode  # the same file: written once
+            remove_spooled(request)
+    assert list(incoming_path(settings).iterdir()) == []
+
+
+def test_a_large_image_upload_spools_and_leaves_nothing_behind(stack: Stack) -> None:
+    noise = Image.frombytes("RGB", (600, 600), os.urandom(600 * 600 * 3))
+    buf = io.BytesIO()
+    noise.save(buf, "PNG")
+    assert buf.tell() > 500 * 1024  # over werkzeug's in-memory threshold
+    files = [("files", ("noise.png", buf.getvalue(), "image/png"))]
+    r = requests.post(f"{stack.base}/api/v1/classify", files=files, timeout=60)
+    assert r.status_code == 202, r.text
+    job = wait_job(stack.base, r.json()["job_id"])
+    assert job["state"] == "succeeded", job
+    assert job["result"]["images"][0]["name"] == "noise.png"
+    assert list((stack.data / "incoming").iterdir()) == []

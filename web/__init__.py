@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, render_template
+from flask import Response, render_template, request
 from flask_openapi3 import Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -18,6 +18,7 @@ from visionnet.web.api.common import require_token
 from visionnet.web.errors import register_error_handlers, validation_error_response
 from visionnet.web.metrics import render as render_metrics
 from visionnet.web.services import EXTENSION_KEY, Services, services
+from visionnet.web.spooling import SpoolingRequest, remove_spooled
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
@@ -32,6 +33,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
         validation_error_callback=validation_error_response,
         doc_prefix="/docs",
     )
+    # Large upload parts spool to the data directory, so an archive is moved, not copied.
+    app.request_class = SpoolingRequest
+    app.teardown_request(lambda _exc: remove_spooled(request))
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.web.max_upload_bytes, JSON_SORT_KEYS=False)
     app.config.update(test_config)
     app.extensions[EXTENSION_KEY] = Services.build(settings)

@@ -14,11 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from visionnet.core.datafiles import archive_root, archive_upload_path
+from visionnet.core.datafiles import archive_root, archive_upload_path, sweep
 from visionnet.core.jobtypes import InputKind
 from visionnet.web.api.common import allowed_path
 from visionnet.web.errors import APIError
 from visionnet.web.services import Services
+from visionnet.web.spooling import incoming_path
 from visionnet.web.uploads import read_image_upload, save_archive_upload
 
 
@@ -56,6 +57,7 @@ def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
     upload = getattr(req, "archive", None)
     if upload is not None:
         # Unpacked by the planner under the data directory, then walked like a folder.
+        sweep(incoming_path(svc.settings), svc.settings.result_ttl_s)  # killed requests' parts
         saved = save_archive_upload(upload, archive_upload_path(svc.settings, job_id))
         return JobInput(0, {"root": str(archive_root(svc.settings, job_id)), "archive": str(saved)})
     given: str = req.source.path  # type: ignore[attr-defined]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
+import os
 import shutil
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
@@ -14,6 +17,7 @@ from werkzeug.datastructures import FileStorage
 from visionnet.web.errors import APIError
 
 ARCHIVE_BLOCK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def read_image_upload(upload: FileStorage) -> bytes:
@@ -45,8 +49,9 @@ def save_archive_upload(upload: FileStorage, target: Path) -> Path:
     """
     name = upload.filename or "archive"
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        shutil.copyfileobj(upload.stream, out, ARCHIVE_BLOCK)
+    if not _move_spooled(upload, target):
+        with target.open("wb") as out:
+            shutil.copyfileobj(upload.stream, out, ARCHIVE_BLOCK)
     if target.stat().st_size == 0:
         target.unlink()
         raise APIError(400, "bad_request", f"file {name!r} is empty")
@@ -58,3 +63,19 @@ def save_archive_upload(upload: FileStorage, target: Path) -> Path:
         target.unlink()
         raise APIError(400, "bad_request", f"file {name!r} is not a zip or tar archive")
     return target
+
+
+def _move_spooled(upload: FileStorage, target: Path) -> bool:
+    """Move the part's spooled file (web/spooling.py) to ``target``: the bytes are
+    written once. False where the part is in memory or on another file system."""
+    stream: Any = upload.stream
+    spooled = getattr(stream, "name", None)
+    if not isinstance(spooled, str) or not os.path.isabs(spooled):
+        return False
+    stream.flush()
+    try:
+        os.replace(spooled, target)
+    except OSError:
+        return False  # another device: copied instead
+    log.info("archive upload %s moved into place (%d bytes)", target.name, target.stat().st_size)
+    return True
