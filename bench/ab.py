@@ -7,6 +7,9 @@ this checkout, one on a git worktree of ``--base`` (its code first on
 in turn, ``--repeats`` times, each after both stacks went quiet, so that drift
 and the idle stacks weigh on both alike. For changes whose effect is a few
 percent, smaller than the spread between separate runs on this machine.
+``--env KEY=VALUE`` (repeatable) sets settings on this checkout's stack only:
+with ``--base HEAD``, a setting against its default on the same code
+(``--env VISIONNET_JOBS__CHUNK_SIZE=512``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", type=Path, required=True, help="Images to index.")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results/ab.json"))
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A setting for this checkout's stack only (repeatable).",
+    )
     args = parser.parse_args(argv)
+    this_env = dict(item.split("=", 1) for item in args.env)
     console = Console()
     folder = args.folder.resolve()
     this_rev = revision()
@@ -43,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         base_rev, base_env = stack.enter_context(base_worktree(args.base, tmp / "base-tree"))
         bases = {
-            "this": stack.enter_context(private_stack(tmp / "this", [folder])),
+            "this": stack.enter_context(private_stack(tmp / "this", [folder], extra_env=this_env)),
             "base": stack.enter_context(private_stack(tmp / "base", [folder], extra_env=base_env)),
         }
         roots = [stack_root(tmp / name) for name in bases]
@@ -60,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                 stages[name].append(result.get("stage_seconds", {}))
                 console.print(f"{name} run {rep + 1}: {rates[name][-1]:.1f} img/s")
     ratio = statistics.median(rates["this"]) / statistics.median(rates["base"])
-    table = Table(title=f"Index job over {folder.name}: {this_rev} vs {base_rev} (img/s)")
+    settings = " ".join(args.env)
+    this_label = f"{this_rev} {settings}".strip()
+    table = Table(title=f"Index job over {folder.name}: {this_label} vs {base_rev} (img/s)")
     for col in ("code", "runs", "min / median", "this ÷ base (medians)"):
         table.add_column(col)
-    for name, rev in (("this", this_rev), ("base", base_rev)):
+    for name, rev in (("this", this_label), ("base", base_rev)):
         table.add_row(
             f"{name} ({rev})",
             ", ".join(f"{r:.0f}" for r in rates[name]),
@@ -74,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "folder": str(folder),
         "this": this_rev,
+        "this_env": this_env,
         "base": base_rev,
         "rates": {name: spread(values) for name, values in rates.items()},
         "runs": rates,
