@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,13 +77,13 @@ def test_a_prepared_batch_is_not_preprocessed_again(model_dir: Path) -> None:
     emb = Embedder(str(model_dir), "cpu")
     prepared = emb.prepare(images)
     calls: list[int] = []
-    processor = emb.processor
+    preprocess = emb.preprocess
 
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(len(kwargs.get("images") or args[0]))  # type: ignore[arg-type]
-        return processor(*args, **kwargs)
+    def counting(batch: Sequence[Any]) -> dict[str, Any]:
+        calls.append(len(batch))
+        return preprocess(batch)
 
-    emb.processor = counting
+    emb.preprocess = counting  # type: ignore[method-assign]
     assert np.array_equal(emb.embed(prepared), emb.embed(images))
     assert calls == [5]  # the plain list only
     # Another model's batch, or a slice of one (a batch split after running out of
@@ -195,15 +197,15 @@ def test_out_of_memory_splits_the_batch_and_gives_the_same_results(model_dir: Pa
     assert np.abs(ahead.embed(ahead.prepare(images)) - reference).max() <= 1e-5
     assert max(passes) <= 4 and sum(passes) == 11
     # No room even for a batch's inputs: the reader hands on the plain images.
-    processor = ahead.processor
+    preprocess = ahead.preprocess
 
-    def full(*args: object, **kwargs: object) -> object:
+    def full(batch: Sequence[Any]) -> dict[str, Any]:
         raise torch.OutOfMemoryError("CUDA out of memory (injected in preprocessing)")
 
-    ahead.processor = full
+    ahead.preprocess = full  # type: ignore[method-assign]
     plain = ahead.prepare_ahead(images)
     assert type(plain) is list and plain == images
-    ahead.processor = processor
+    ahead.preprocess = preprocess  # type: ignore[method-assign]
     assert np.abs(ahead.embed(plain) - reference).max() <= 1e-5
 
     classifier = Classifier(str(model_dir), "cpu")
@@ -283,3 +285,31 @@ def test_one_pass_needs_one_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     other = build_tiny_model(tmp_path / "other", seed=7)
     classifier, embedder = Classifier(str(other), "cpu"), Embedder(str(model_dir), "cpu")
     assert not gives_embedder_vectors(classifier, embedder)
+
+
+def test_batch_preprocessing_gives_the_processors_values(model_dir: Path) -> None:
+    """Resize, rescale and normalise as tensor ops (batch_preprocess.py) against the
+    processor itself, on pictures of other sizes, one already at size, a gray one."""
+    import torch
+    from transformers import CLIPImageProcessor
+
+    from training.architecture import demo_processor
+    from visionnet.workers.models.batch_preprocess import BatchPreprocessor
+
+    images = [make_image(1), make_image(2, (64, 64)), make_image(3, (300, 200)), make_image(4)]
+    images.append(make_image(5, (90, 70)).convert("L"))
+    for processor in (demo_processor(64), demo_processor(32, mean=(0.4, 0.5, 0.6))):
+        batch = BatchPreprocessor.for_processor(processor)
+        assert batch is not None
+        want = processor(images=[i.convert("RGB") for i in images], return_tensors="pt")
+        got = batch(images, "cpu", torch.float32)
+        assert got.shape == want["pixel_values"].shape
+        assert (got - want["pixel_values"]).abs().max().item() <= 1e-5
+    # A recipe with other steps (shortest edge, center crop) keeps its processor.
+    assert BatchPreprocessor.for_processor(CLIPImageProcessor()) is None
+    # The models take the batch path, and their passes give the processor's results.
+    embedder = Embedder(str(model_dir), "cpu")
+    assert embedder.batch_preprocess is not None
+    vectors = embedder.embed(images[:4])
+    embedder.batch_preprocess = None  # the processor's own path
+    assert np.abs(embedder.embed(images[:4]) - vectors).max() <= 1e-5

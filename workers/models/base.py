@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from visionnet.workers.models.batch_preprocess import BatchPreprocessor
 from visionnet.workers.models.info import ModelInfo, public_name
 from visionnet.workers.models.loading import resolved_ref
 from visionnet.workers.models.runtime import Runtime
@@ -75,6 +76,7 @@ class ImageModel:
         self.max_batch: int | None = None
         # Average outputs over each image and its mirror (decided in ``_ready``).
         self.flip_invariant = False
+        self.batch_preprocess: BatchPreprocessor | None = None
 
     processor: Any
     model: Any
@@ -86,6 +88,9 @@ class ImageModel:
         """
         self.forward, self.memory_format = self.runtime.prepare(self.model, self.device)
         self.flip_invariant = self.runtime.flips(config)
+        # Resize, rescale and normalise as tensor ops over the batch, where the
+        # processor's recipe is only that (batch_preprocess.py).
+        self.batch_preprocess = BatchPreprocessor.for_processor(self.processor)
 
     def pixel_values(self, images: Sequence[Any]) -> dict[str, Any]:
         """The processor's batch, on the device, in the model's dtype and memory format.
@@ -96,7 +101,7 @@ class ImageModel:
         """
         if isinstance(images, Prepared) and images.owner is self:
             return images.inputs
-        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
+        inputs = self.preprocess(images)
         pixels = inputs["pixel_values"].to(self.model.dtype)
         if self.flip_invariant:
             import torch
@@ -106,6 +111,13 @@ class ImageModel:
             pixels = pixels.contiguous(memory_format=self.memory_format)
         inputs["pixel_values"] = pixels
         return dict(inputs)
+
+    def preprocess(self, images: Sequence[Any]) -> dict[str, Any]:
+        """The processor's inputs for ``images`` on the device: as tensor ops over the
+        batch where its recipe allows (batch_preprocess.py), else the processor's own."""
+        if self.batch_preprocess is not None:
+            return {"pixel_values": self.batch_preprocess(images, self.device, self.model.dtype)}
+        return dict(self.processor(images=images, return_tensors="pt").to(self.device))
 
     def prepare(self, images: Sequence[Any]) -> Prepared:
         """``images`` with their preprocessed batch, for this model's next pass over them.
