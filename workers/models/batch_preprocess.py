@@ -1,14 +1,14 @@
 """Preprocessing as tensor ops over a uint8 batch, for processors whose steps are known.
 
 Without torchvision (no CPU build of it here) transformers gives its PIL image
-processors, which resize, rescale and normalise one picture at a time in numpy:
-0.19-0.23 ms per 32x32 picture on this machine, against 0.02-0.04 ms for the
-same values from one PIL resize per picture (none when it already has the
-size) and then tensor arithmetic over the whole batch (``/tmp`` probe, 320
-CIFAR-10 pictures in batches of 32, 3 timings; max abs difference 4.8e-7).
-On a GPU the batch crosses to the device as uint8, a quarter of the float32
-bytes, and the arithmetic runs there (the issue's "resize/normalize of uint8
-batches on the device").
+processors, which resize, rescale and normalise one picture at a time in numpy.
+For the demo model's processor that costs 0.196 ms of CPU per 32x32 picture
+against 0.042 ms for the same values (max abs difference 4.8e-7) from one PIL
+resize per picture (none when it already has the size) and then tensor
+arithmetic over the whole batch; 2.148 against 0.964 ms for full-size photos
+(``bench/preprocess.py``, medians of 3). On a GPU the batch crosses to the
+device as uint8, a quarter of the float32 bytes, and the arithmetic runs there
+(the issue's "resize/normalize of uint8 batches on the device").
 
 Only processors that do exactly resize-to-a-fixed-size, rescale and normalise
 (ViT's, the demo model's) take this path; any other (center crops, shortest
