@@ -30,6 +30,7 @@ from rich.table import Table
 from bench.images import decoded, images_under
 from bench.report import spread, write_report
 from visionnet.workers.models.batch_preprocess import BatchPreprocessor
+from visionnet.workers.models.loading import load_pretrained
 from visionnet.workers.models.shipped import SHIPPED_DEMO_DIR
 
 
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from transformers import AutoImageProcessor
 
-    processor = AutoImageProcessor.from_pretrained(str(SHIPPED_DEMO_DIR))
+    processor: Any = load_pretrained(
+        AutoImageProcessor.from_pretrained, str(SHIPPED_DEMO_DIR), offline=True
+    )
     batched = BatchPreprocessor.for_processor(processor)
     assert batched is not None, type(processor).__name__
     ways: dict[str, Callable[[list[Image.Image]], Any]] = {
