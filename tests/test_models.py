@@ -293,7 +293,7 @@ def test_batch_preprocessing_gives_the_processors_values(model_dir: Path) -> Non
     import torch
     from transformers import CLIPImageProcessor
 
-    from training.architecture import demo_processor
+    from visionnet.training.architecture import demo_processor
     from visionnet.workers.models.batch_preprocess import BatchPreprocessor
 
     images = [make_image(1), make_image(2, (64, 64)), make_image(3, (300, 200)), make_image(4)]
