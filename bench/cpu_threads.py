@@ -30,8 +30,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from bench.images import decoded, images_under
+from bench.images import images_under
 from bench.report import spread, write_report
+from visionnet.training.folder import decode_rgb
 
 
 def per_picture_ms(
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     model = Classifier("builtin:demo-cifar10", "cpu")
-    images = decoded(images_under(args.images)[:512])
+    images = decode_rgb(images_under(args.images)[:512])
     model.predict(images[:32], 5)  # warm
     runs: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.repeats):

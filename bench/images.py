@@ -23,12 +23,3 @@ def expand_photos(originals: list[Path], count: int, out: Path) -> Path:
             w, h = rgb.size
             rgb.crop((shift, shift, w - shift, h)).save(out / f"{n:05d}.jpg", quality=90)
     return out
-
-
-def decoded(files: list[Path]) -> list[Image.Image]:
-    """``files`` decoded to RGB beforehand, for timings of the model alone."""
-    out = []
-    for f in files:
-        with Image.open(f) as im:
-            out.append(im.convert("RGB"))
-    return out

@@ -28,8 +28,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from bench.images import decoded, images_under
+from bench.images import images_under
 from bench.report import spread, write_report
+from visionnet.training.folder import decode_rgb
 
 
 def resnet18(out: Path) -> Path:
@@ -68,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="visionnet-memfmt-") as tmp:
         models = [
             ("demo v2 (CifarNet), CIFAR-10", "builtin:demo-cifar10",
-             decoded(images_under(args.cifar)[:args.count])),
+             decode_rgb(images_under(args.cifar)[:args.count])),
             ("ResNet-18 layout, 224 px photos", str(resnet18(Path(tmp) / "r18")),
-             decoded(images_under(args.photos)[:args.count // 4])),
+             decode_rgb(images_under(args.photos)[:args.count // 4])),
         ]  # fmt: skip
         for label, ref, images in models:
             ways = {

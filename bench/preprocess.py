@@ -27,8 +27,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from bench.images import decoded, images_under
+from bench.images import images_under
 from bench.report import spread, write_report
+from visionnet.training.folder import decode_rgb
 from visionnet.workers.models.batch_preprocess import BatchPreprocessor
 from visionnet.workers.models.loading import load_pretrained
 from visionnet.workers.models.shipped import SHIPPED_DEMO_DIR
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch tensor ops": lambda b: batched(b, "cpu", torch.float32),
     }
     sets = {
-        "CIFAR-10 test, 32x32": decoded(images_under(args.cifar)[: args.count]),
-        "ImageNet sample photos, full size": decoded(images_under(args.photos)),
+        "CIFAR-10 test, 32x32": decode_rgb(images_under(args.cifar)[: args.count]),
+        "ImageNet sample photos, full size": decode_rgb(images_under(args.photos)),
     }
     results: dict[str, Any] = {}
     table = Table(title=f"CPU ms per picture, batches of {args.batch} (min / median of "

@@ -38,9 +38,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import Api, job_seconds
-from bench.images import decoded, expand_photos, images_under
+from bench.images import expand_photos, images_under
 from bench.report import spread, write_report
 from bench.stack import private_stack, stack_root, wait_until_quiet
+from visionnet.training.folder import decode_rgb
 from visionnet.workers.models.embedder import Embedder
 
 BATCH = 32
@@ -50,7 +51,7 @@ def model_alone(embedder: Embedder, files: list[Path], passes: int = 1) -> float
     """Images/s of the embedder alone, ``passes`` passes at a time (cores / passes threads each)."""
     import torch
 
-    pictures = decoded(files)
+    pictures = decode_rgb(files)
     default = torch.get_num_threads()
     if passes > 1:
         torch.set_num_threads(max(1, default // passes))

@@ -107,7 +107,7 @@ class ListingSpill:
         files, dirs = self.where / f"{key}.names", self.where / f"{key}.dirs"
         if files.exists():
             try:
-                return Listing(_read_lines(dirs), files=files)
+                return Listing(list(_read_iter(dirs)), files=files)
             except OSError:
                 pass  # a half-removed listing: build it again
         try:
@@ -153,11 +153,12 @@ class ListingSpill:
                             runs.append(self.where / f"{prefix}.run{len(runs)}.{tag}")
                             _write_lines(runs[-1], sorted(names))
                             names = []
+            subdirs.sort()
             if not runs and len(names) <= min_names:
-                return Listing(sorted(subdirs), names=sorted(names))  # small: not kept
+                return Listing(subdirs, names=sorted(names))  # small: not kept
             if not runs:
                 self._prepare(prefix)
-            _write_lines(dirs_tmp, sorted(subdirs))
+            _write_lines(dirs_tmp, subdirs)
             os.replace(dirs_tmp, dirs)
             names.sort()
             readers = [_read_iter(run) for run in runs]
@@ -174,7 +175,7 @@ class ListingSpill:
             time.perf_counter() - started,
             len(runs),
         )
-        return Listing(sorted(subdirs), files=files)
+        return Listing(subdirs, files=files)
 
     def _prepare(self, prefix: str) -> None:
         """Make the job's directory; drop this folder's older listings (the folder
@@ -197,7 +198,3 @@ def _read_iter(path: Path) -> Iterator[str]:
     with path.open("rb", buffering=1 << 20) as f:
         for line in f:
             yield os.fsdecode(line[:-1])
-
-
-def _read_lines(path: Path) -> list[str]:
-    return list(_read_iter(path))

@@ -67,7 +67,7 @@ def _walk(
     else:
         subdirs = yield from _read_folder(dirpath, wanted, files_after, skip_files, budget)
     into = mark[0] if mark is not None and len(mark) > 1 else None
-    for sub in subdirs if listing is not None else sorted(subdirs):
+    for sub in subdirs:
         if into is not None and sub < into:
             continue  # finished by the earlier walk
         if budget[0] == 0:
@@ -84,7 +84,7 @@ def _read_folder(
     budget: list[int],
 ) -> Generator[str, None, list[str]]:
     """Yield the folder's image names after ``files_after`` (at most the budget's),
-    reading it in one pass; return its subfolders."""
+    reading it in one pass; return its subfolders, sorted."""
     subdirs: list[str] = []
     names: list[str] = []
     keep = budget[0]
@@ -110,10 +110,10 @@ def _read_folder(
         return []  # unreadable or gone: nothing to yield from it
     for name in heapq.nsmallest(keep, names) if keep >= 0 else sorted(names):
         if budget[0] == 0:
-            return subdirs
+            return sorted(subdirs)
         budget[0] -= 1
         yield os.path.join(dirpath, name)
-    return subdirs
+    return sorted(subdirs)
 
 
 def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
