@@ -21,6 +21,7 @@ import pytest
 
 from tests.helpers import free_port, wait_healthy
 from tests.tiny_model import build_tiny_model
+from tests.webapp import private_redis, web  # noqa: F401  (fixtures: the app alone)
 from visionnet.milvus_server import PORT_OFFSETS
 
 VISIONNET = str(Path(sys.executable).with_name("visionnet"))

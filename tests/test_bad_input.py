@@ -1,40 +1,53 @@
-"""Bad input gets a 4xx with a JSON body naming the problem, never a 500 or a leak."""
+"""Bad input gets a 4xx with a JSON body naming the problem, never a 500 or a leak.
+
+What the web process refuses by itself is tested on the app alone (Flask's test
+client, a private Redis, no worker); a job's per-file errors and the real HTTP
+server's 413 on the live stack.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import zlib
+from typing import Any
 
-import requests
 from PIL import Image
+from werkzeug.test import TestResponse
 
 from tests.conftest import Stack
 from tests.helpers import submit, wait_job, write_images
+from tests.webapp import WebApp
 
 
-def _post(stack: Stack, endpoint: str, **kw: object) -> requests.Response:
-    return requests.post(f"{stack.base}/api/v1/{endpoint}", timeout=30, **kw)  # type: ignore[arg-type]
+def _post(web: WebApp, endpoint: str, **kw: Any) -> TestResponse:
+    return web.client.post(f"/api/v1/{endpoint}", **kw)
 
 
-def test_nul_byte_and_empty_paths_are_400(stack: Stack) -> None:
+def _body(r: TestResponse) -> dict[str, Any]:
+    assert r.is_json, r.data[:300]
+    body: dict[str, Any] = r.json  # type: ignore[assignment]
+    return body
+
+
+def test_nul_byte_and_empty_paths_are_400(web: WebApp) -> None:
     # The schema says: an absolute path without NUL bytes (pattern), so the
     # message names the field and the pattern.
-    r = _post(stack, "classify", json={"paths": [f"{stack.root}/a\x00.png"]})
-    assert r.status_code == 400 and "paths" in r.json()["message"]
-    r = _post(stack, "index", json={"source": {"path": f"{stack.root}\x00"}})
-    assert r.status_code == 400 and "source.path" in r.json()["message"]
-    r = _post(stack, "index", json={"source": {"path": "relative/dir"}})
-    assert r.status_code == 400 and "source.path" in r.json()["message"]
-    r = _post(stack, "index", json={"source": {"path": ""}})
-    assert r.status_code == 400 and "path" in r.json()["message"]
-    r = _post(stack, "embed", json={"paths": [""]})
-    assert r.status_code == 400 and "paths" in r.json()["message"]
+    r = _post(web, "classify", json={"paths": [f"{web.root}/a\x00.png"]})
+    assert r.status_code == 400 and "paths" in _body(r)["message"]
+    r = _post(web, "index", json={"source": {"path": f"{web.root}\x00"}})
+    assert r.status_code == 400 and "source.path" in _body(r)["message"]
+    r = _post(web, "index", json={"source": {"path": "relative/dir"}})
+    assert r.status_code == 400 and "source.path" in _body(r)["message"]
+    r = _post(web, "index", json={"source": {"path": ""}})
+    assert r.status_code == 400 and "path" in _body(r)["message"]
+    r = _post(web, "embed", json={"paths": [""]})
+    assert r.status_code == 400 and "paths" in _body(r)["message"]
 
 
-def test_deeply_nested_json_is_400(stack: Stack) -> None:
-    r = _post(stack, "search", data=b"[" * 100_000, headers={"Content-Type": "application/json"})
-    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+def test_deeply_nested_json_is_400(web: WebApp) -> None:
+    r = _post(web, "search", data=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and _body(r)["error"] == "bad_request"
 
 
 def _huge_png(width: int, height: int) -> bytes:
@@ -48,29 +61,30 @@ def _huge_png(width: int, height: int) -> bytes:
     return data[:8] + chunk + data[33:]
 
 
-def test_decompression_bomb_upload_is_400(stack: Stack) -> None:
+def test_decompression_bomb_upload_is_400(web: WebApp) -> None:
     bomb = _huge_png(20_000, 20_000)  # 400 megapixels
-    r = _post(stack, "classify", files=[("files", ("bomb.png", bomb, "image/png"))])
+    r = _post(web, "classify", data={"files": (io.BytesIO(bomb), "bomb.png", "image/png")})
     assert r.status_code == 400
-    assert "bomb.png" in r.json()["message"] and "pixels" in r.json()["message"]
+    assert "bomb.png" in _body(r)["message"] and "pixels" in _body(r)["message"]
 
 
-def test_error_messages_name_no_internal_objects(stack: Stack) -> None:
-    r = _post(stack, "embed", files=[("files", ("junk.jpg", b"\xff\xd8 junk", "image/jpeg"))])
+def test_error_messages_name_no_internal_objects(web: WebApp) -> None:
+    junk = (io.BytesIO(b"\xff\xd8 junk"), "junk.jpg", "image/jpeg")
+    r = _post(web, "embed", data={"files": junk})
     assert r.status_code == 400
-    message = r.json()["message"]
+    message = _body(r)["message"]
     assert "junk.jpg" in message and "BytesIO" not in message and "0x" not in message
 
 
-def test_405_says_which_methods_are_allowed(stack: Stack) -> None:
-    r = requests.get(f"{stack.base}/api/v1/embed", timeout=10)
-    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+def test_405_says_which_methods_are_allowed(web: WebApp) -> None:
+    r = web.client.get("/api/v1/embed")
+    assert r.status_code == 405 and _body(r)["error"] == "method_not_allowed"
     assert "POST" in r.headers["Allow"]
 
 
-def test_wrong_content_type_on_index_is_415(stack: Stack) -> None:
-    r = _post(stack, "index", data=b"path=/x", headers={"Content-Type": "text/plain"})
-    assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
+def test_wrong_content_type_on_index_is_415(web: WebApp) -> None:
+    r = _post(web, "index", data=b"path=/x", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and _body(r)["error"] == "unsupported_media_type"
 
 
 def test_a_link_out_of_the_roots_inside_a_folder_is_a_per_file_error(stack: Stack) -> None:
@@ -114,8 +128,8 @@ def test_an_oversized_upload_is_413_json_from_the_real_server(stack: Stack) -> N
     assert json.loads(body)["error"] == "request_entity_too_large"
 
 
-def test_paths_outside_the_roots_are_403_and_absent_ones_404(stack: Stack) -> None:
-    r = _post(stack, "index", json={"source": {"path": str(stack.outside)}})
-    assert r.status_code == 403 and r.json()["error"] == "path_not_allowed"
-    r = _post(stack, "classify", json={"paths": [f"{stack.root}/no-such-file.png"]})
-    assert r.status_code == 404 and "does not exist" in r.json()["message"]
+def test_paths_outside_the_roots_are_403_and_absent_ones_404(web: WebApp) -> None:
+    r = _post(web, "index", json={"source": {"path": str(web.outside)}})
+    assert r.status_code == 403 and _body(r)["error"] == "path_not_allowed"
+    r = _post(web, "classify", json={"paths": [f"{web.root}/no-such-file.png"]})
+    assert r.status_code == 404 and "does not exist" in _body(r)["message"]
