@@ -6,9 +6,11 @@ task code, so nothing heavy is ever imported into the web process.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import Celery
 from flask import current_app
 from kombu.exceptions import OperationalError
@@ -17,12 +19,13 @@ from visionnet.config.settings import Settings
 from visionnet.core.blobs import BlobStore
 from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
-from visionnet.core.jobs import JobStore
+from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.loaded_models import LoadedModels
 from visionnet.core.queues import celery_config
 from visionnet.core.redis_conn import connect
 
 EXTENSION_KEY = "visionnet"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,9 +84,38 @@ class Services:
         (the message's flag wins over the task's): the web subscribing to its
         channel and the worker storing it for ``result_ttl_s``, per job.
         """
-        self.celery.send_task(
-            task, kwargs={"job_id": job_id, **kwargs}, task_id=job_id, ignore_result=True
-        )
+        try:
+            self.celery.send_task(
+                task, kwargs={"job_id": job_id, **kwargs}, task_id=job_id, ignore_result=True
+            )
+        except OperationalError as exc:
+            self._not_sent(job_id, kwargs, exc)
+            raise  # the client gets its 503
+
+    def _not_sent(self, job_id: str, kwargs: dict[str, Any], exc: OperationalError) -> None:
+        """A record whose task never left: failed with the reason, not ``queued`` until its TTL.
+
+        The record is made before the publish so that a worker never takes a
+        message without one. A publish that raised may still have been delivered;
+        its worker then finds the record final and does nothing. Redis away for
+        the record too: it stays, and expires with ``result_ttl_s``.
+        """
+        try:
+            self.jobs.transition(
+                job_id, JobState.FAILED, error=f"could not be queued (broker unavailable): {exc}"
+            )
+            self.blobs.delete(*upload_blobs(kwargs))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            log.warning("job %s was not queued and its record could not be failed", job_id)
+
+
+def upload_blobs(kwargs: dict[str, Any]) -> list[str]:
+    """The upload blob keys a root task's arguments name (images and query uploads)."""
+    sources = list(kwargs.get("sources") or [])
+    query = kwargs.get("query")
+    if isinstance(query, dict) and isinstance(query.get("source"), dict):
+        sources.append(query["source"])
+    return [s["blob"] for s in sources if isinstance(s, dict) and "blob" in s]
 
 
 def services() -> Services:

@@ -18,6 +18,13 @@ from visionnet.core.catalog import Catalog
 PREFIX = "visionnet:collection:"
 INDEX = "visionnet:collections"
 
+# KEYS: the entry. Marks it only where it exists; 1 if marked.
+_MARK_DELETING = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'deleting')
+return 1
+"""
+
 
 class CollectionRegistry:
     def __init__(self, client: Any) -> None:
@@ -51,11 +58,22 @@ class CollectionRegistry:
         return [c for c in found if c is not None]
 
     def mark_deleting(self, name: str) -> dict[str, Any] | None:
-        """Mark a known collection as being deleted; its entry, or None if unknown."""
-        if not self._r.exists(PREFIX + name):
+        """Mark a known collection as being deleted; its entry, or None if unknown.
+
+        One atomic step: a drop that forgets the entry meanwhile leaves nothing
+        behind (a separate check and write would re-create a bare hash).
+        """
+        if not int(self._r.eval(_MARK_DELETING, 1, PREFIX + name)):
             return None
-        self._r.hset(PREFIX + name, "state", "deleting")
         return self.get(name)
+
+    def unmark_deleting(self, name: str) -> None:
+        """Undo ``mark_deleting`` whose drop task could not be sent: visible again.
+
+        Never re-creates an entry (HDEL on a gone key does nothing), so it is
+        harmless where the drop was delivered after all and forgot the entry.
+        """
+        self._r.hdel(PREFIX + name, "state")
 
     def forget(self, name: str) -> None:
         pipe = self._r.pipeline()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kombu.exceptions import OperationalError
 from pydantic import BaseModel, Field
 
 from visionnet.core.jobtypes import COLLECTION_PATTERN
@@ -70,5 +71,11 @@ def delete_collection(path: CollectionPath) -> Any:
         raise APIError(404, "not_found", f"no collection named {path.name!r}")
     # A write: routed to the single store writer with Milvus Lite, to any model
     # worker with direct writes (visionnet.core.queues.task_routes).
-    svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name}, ignore_result=True)
+    try:
+        svc.celery.send_task(DROP_COLLECTION, kwargs={"collection": path.name}, ignore_result=True)
+    except OperationalError:
+        # Not half-done: unsent, the collection is back (its 503 says try again).
+        # A drop that was delivered after all still runs, and the entry goes then.
+        svc.collections.unmark_deleting(path.name)
+        raise
     return _view(entry), 202
