@@ -1,4 +1,4 @@
-"""Bearer auth on the API, and a broker outage answered with 503 JSON."""
+"""Bearer auth on the API, and a broker outage answered with 503 JSON: the app alone."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 import time
 from pathlib import Path
 
-from tests.conftest import Stack
+from tests.webapp import WebApp
 from visionnet.config.settings import Settings
 from visionnet.web import create_app
 
@@ -15,11 +15,8 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-def test_api_requires_the_token_when_set(stack: Stack) -> None:
-    settings = _settings(
-        redis_url=stack.redis_url, web={"api_token": "t0ken"}, allowed_roots=[stack.root]
-    )
-    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+def test_api_requires_the_token_when_set(web: WebApp) -> None:
+    client = web.client_with(web={"api_token": "t0ken"})
     assert client.get("/api/v1/jobs/abc").status_code == 401
     r = client.get("/api/v1/jobs/abc", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and r.json["error"] == "unauthorized"  # type: ignore[index]
@@ -46,10 +43,9 @@ def test_broker_outage_is_503(tmp_path: Path) -> None:
     assert r.status_code == 503 and r.json["redis"] is False  # type: ignore[index]
 
 
-def test_oversized_upload_is_413(stack: Stack) -> None:
+def test_oversized_upload_is_413(web: WebApp) -> None:
     size = 2048
-    settings = _settings(redis_url=stack.redis_url, web={"max_upload_bytes": size})
-    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    client = web.client_with(web={"max_upload_bytes": size})
     r = client.post(
         "/api/v1/classify",
         data={"files": (io.BytesIO(b"x" * (size * 2)), "big.png")},
@@ -58,13 +54,12 @@ def test_oversized_upload_is_413(stack: Stack) -> None:
     assert r.status_code == 413 and "error" in r.json  # type: ignore[operator]
 
 
-def test_a_stalled_running_job_is_failed_when_read(stack: Stack) -> None:
+def test_a_stalled_running_job_is_failed_when_read(web: WebApp) -> None:
     from visionnet.core.jobs import JobStore
     from visionnet.core.redis_conn import connect
 
-    settings = _settings(redis_url=stack.redis_url, jobs={"stall_timeout_s": 1})
-    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
-    jobs = JobStore(connect(stack.redis_url), ttl_s=60)
+    client = web.client_with(jobs={"stall_timeout_s": 1})
+    jobs = JobStore(connect(web.redis_url), ttl_s=60)
     job = jobs.create("classify", {}, total=3)
     assert jobs.start(job) and jobs.set_progress(job, 1)
     assert client.get(f"/api/v1/jobs/{job}").json["state"] == "running"  # type: ignore[index]
