@@ -12,6 +12,7 @@ from visionnet.core.jobtypes import SearchParams, job_type
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.reader import FileError, decode
 from visionnet.workers.model_worker.sources import Source, fetch
+from visionnet.workers.model_worker.upload_blobs import released_after_last_attempt
 from visionnet.workers.models.embedder import TextSearchUnavailableError
 from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
 from visionnet.workers.models.loading import ModelUnavailableError
@@ -48,13 +49,24 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
     ctx = self.ctx
     p = SearchParams.model_validate(params)
     collection, k = p.collection, p.k or ctx.settings.jobs.default_top_k
+    # An uploaded query image stays until the last attempt: a retry reads it again.
+    source = query.get("source") or {}
+    uploads = [source["blob"]] if "blob" in source else []
+    with released_after_last_attempt(self, ctx.blobs, uploads):
+        _run_search(self, job_id, query, p, collection, k)
+
+
+def _run_search(
+    task: ModelTask, job_id: str, query: dict[str, Any], p: SearchParams, collection: str, k: int
+) -> None:
+    ctx = task.ctx
     # One record write to start and one to finish: a search's whole budget is
     # a few milliseconds (issue "Throughput", P5).
     if not ctx.jobs.start(job_id, total=1):
         return
     try:
         start = time.perf_counter()
-        vector = _query_vector(self, query, collection)
+        vector = _query_vector(task, query, collection)
         query_s = time.perf_counter() - start
         expr = expression(p.filters(), ctx.store.fields(collection))
         hits = ctx.store.search(collection, vector, k, expr)
@@ -68,9 +80,6 @@ def search(self: ModelTask, *, job_id: str, query: dict[str, Any], params: dict[
     ) as exc:
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc), done=1, failed=1)
         return
-    finally:
-        if "source" in query and "blob" in query["source"]:
-            ctx.blobs.delete(query["source"]["blob"])
     result: dict[str, Any] = {
         "collection": collection,
         "filters": p.filters(),
