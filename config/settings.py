@@ -165,6 +165,12 @@ class JobSettings(BaseModel):
         3, gt=0, description="Runs of one task whose process died before it is given up."
     )
     extensions: list[str] = Field(..., description="Image file extensions indexed.")
+    max_file_bytes: int = Field(
+        200 * 1024**2,
+        gt=0,
+        description="Largest file a job reads (a camera's RAW file fits); larger ones are "
+        "that file's error, checked before reading and while reading.",
+    )
     classify_while_indexing: bool = Field(
         False, description="Index jobs also store each image's top label (one more pass)."
     )

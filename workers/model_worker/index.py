@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +29,16 @@ from visionnet.core.jobtypes import IndexParams, job_type
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.archives import ArchiveError, unpack
+from visionnet.workers.model_worker.chunk_mapper import ChunkMapper
+from visionnet.workers.model_worker.chunk_reader import ChunkReader, Picture
+from visionnet.workers.model_worker.chunk_sink import ChunkSink
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
-from visionnet.workers.model_worker.reader import FileError, RawFile, decode_sized, read_path
 from visionnet.workers.model_worker.walk import chunked, iter_images
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.vectorstore.staging import StagedChunk
 
 log = logging.getLogger(__name__)
-# One batch's pass: vectors, (label, score) per picture, embed and classify seconds.
-Passed = tuple[Any, list[tuple[str, float]], float, float]
 
 
 @shared_task(name=job_type("index").task, base=ModelTask, bind=True, acks_late=True)
@@ -154,17 +152,6 @@ def _unpack_upload(task: ModelTask, job_id: str, upload: Path, root: Path) -> bo
     return True
 
 
-def _read_and_hash(path: str, roots: list[Path]) -> tuple[RawFile | FileError, str, float]:
-    """In a reader thread (hashlib releases the GIL): the file, its content id, and
-    the seconds the hash took."""
-    raw = read_path(path, roots)
-    if isinstance(raw, FileError):
-        return raw, "", 0.0
-    start = time.perf_counter()
-    content_id = raw.content_id
-    return raw, content_id, time.perf_counter() - start
-
-
 def _enqueue_chunk(
     task: ModelTask,
     job_id: str,
@@ -228,7 +215,13 @@ def embed_chunk(
     collection: str,
     classify: bool = False,
 ) -> bool:
-    """Embed one chunk and stage it for the writer; True when there is something to write."""
+    """Embed one chunk and stage it for the writer; True when there is something to write.
+
+    Three stages, each its own class: the reader (chunk_reader.py: every file
+    read, decoded and preprocessed inside the per-file guard), the mapper
+    (chunk_mapper.py: the forward passes) and the sink (chunk_sink.py: staged
+    or committed). ``paths`` are in their text form (visionnet.core.pathtext).
+    """
     ctx = self.ctx
     if not ctx.jobs.is_active(job_id):
         return False
@@ -238,7 +231,21 @@ def embed_chunk(
     except ModelUnavailableError as exc:
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return False
-    pool = ctx.reader_pool
+    settings = ctx.settings
+    mapper = ChunkMapper(
+        embedder,
+        classifier,
+        classifier is not None and ctx.one_pass(),
+        ctx.pass_pool,
+        ctx.passes_at_once,
+    )
+    reader = ChunkReader(
+        ctx.reader_pool,
+        settings.readable_roots,
+        settings.jobs.max_file_bytes,
+        embedder.input_size,
+        mapper.runner.prepare_ahead,
+    )
     timings: dict[str, float] = {}
     errors: list[dict[str, str]] = []
 
@@ -246,154 +253,72 @@ def embed_chunk(
     # "read" is the stage's wall time; "hash", "decode" and "preprocess" are the
     # reader threads' seconds, summed (they overlap each other and the passes).
     start = time.perf_counter()
-    roots = ctx.settings.readable_roots
-    fresh: dict[str, RawFile] = {}
-    timings["hash"] = 0.0
-    for raw, content_id, hash_s in pool.map(lambda p: _read_and_hash(p, roots), paths):
-        timings["hash"] += hash_s
-        if isinstance(raw, FileError):
-            errors.append(raw.as_dict())
-        else:
-            fresh.setdefault(content_id, raw)  # a copy of a file in the chunk: once
+    read = reader.read(paths)
+    errors.extend(e.as_dict() for e in read.errors)
+    timings["hash"] = read.hash_s
     timings["read"] = time.perf_counter() - start
 
     # Stage 2: skip what the collection holds already (no decode, no forward pass).
     start = time.perf_counter()
-    stored = ctx.store.existing_ids(collection, list(fresh))
-    todo = [(cid, raw) for cid, raw in fresh.items() if cid not in stored]
+    stored = ctx.store.existing_ids(collection, list(read.fresh))
+    todo = [(cid, raw) for cid, raw in read.fresh.items() if cid not in stored]
     timings["lookup"] = time.perf_counter() - start
 
     # Stage 3: the reader threads decode and preprocess batch n+1 while the model
-    # runs batch n. Labels and vectors come from one pass where the classifier's
-    # head reads the embedder's vector (checked once per process); else a second pass.
-    one_pass = classifier is not None and ctx.one_pass()
-    runner = classifier if one_pass and classifier is not None else embedder
-    batch_size = ctx.settings.models.batch_size
-    draft = embedder.input_size
+    # runs batch n.
+    batch_size = settings.models.batch_size
     batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]
-
-    def decode_batch(
-        batch: list[tuple[str, RawFile]],
-    ) -> tuple[list[tuple[str, RawFile, Any]], list[Any], float, float]:
-        """In a reader thread: the batch decoded and preprocessed, and the seconds of each."""
-        start = time.perf_counter()
-        decoded = [(cid, raw, decode_sized(raw, draft)) for cid, raw in batch]
-        good = [out[0] for _cid, _raw, out in decoded if not isinstance(out, FileError)]
-        decoded_at = time.perf_counter()
-        prepared = runner.prepare_ahead(good)
-        return decoded, prepared, decoded_at - start, time.perf_counter() - decoded_at
-
-    ids: list[str] = []
-    names: list[str] = []
-    sizes: list[int] = []
-    vectors: list[Any] = []
-    widths: list[int] = []
-    heights: list[int] = []
-    labels: list[str] = []
-    label_scores: list[float] = []
+    pictures: list[Picture] = []
     timings["decode"] = timings["preprocess"] = timings["decode_wait"] = timings["embed"] = 0.0
-    if classifier is not None and not one_pass:
-        timings["classify"] = 0.0
-
-    def forward(prepared: Any, images: list[Any]) -> Passed:
-        """One batch's vectors (and labels): in a pass thread, ``passes_at_once`` at a time."""
-        start = time.perf_counter()
-        if one_pass:
-            assert classifier is not None
-            rows, features = classifier.predict_with_features(prepared, top_k=1)
-            best = [(row[0].label, round(row[0].score, 6)) for row in rows]
-            return features, best, time.perf_counter() - start, 0.0
-        features = embedder.embed(prepared)
-        embed_s = time.perf_counter() - start
-        if classifier is None:
-            return features, [], embed_s, 0.0
-        # Same decoded pictures, the classifier's own preprocessing.
-        start = time.perf_counter()
-        rows = classifier.predict(images, top_k=1)
-        best = [(row[0].label, round(row[0].score, 6)) for row in rows]
-        return features, best, embed_s, time.perf_counter() - start
-
-    def collect(done: Future[Passed]) -> None:
-        features, best, embed_s, classify_s = done.result()
-        vectors.append(features)
-        labels.extend(label for label, _score in best)
-        label_scores.extend(score for _label, score in best)
-        timings["embed"] += embed_s
-        if "classify" in timings:
-            timings["classify"] += classify_s
-
-    lanes = ctx.passes_at_once
-    in_flight: deque[Future[Passed]] = deque()
-    ahead = [pool.submit(decode_batch, batch) for batch in batches[: lanes + 1]]
-    for n in range(len(batches)):
-        start = time.perf_counter()
-        decoded, prepared, decode_s, preprocess_s = ahead[n].result()
-        if n + lanes + 1 < len(batches):
-            ahead.append(pool.submit(decode_batch, batches[n + lanes + 1]))
-        timings["decode_wait"] += time.perf_counter() - start
-        timings["decode"] += decode_s
-        timings["preprocess"] += preprocess_s
-        images = []
-        for cid, raw, out in decoded:
-            if isinstance(out, FileError):
-                errors.append(out.as_dict())
-                continue
-            image, (width, height) = out
-            images.append(image)
-            ids.append(cid)
-            names.append(raw.name)
-            sizes.append(len(raw.data))
-            widths.append(width)
-            heights.append(height)
-        if not images:
-            continue
-        if len(in_flight) == lanes:
-            collect(in_flight.popleft())  # in order: rows stay beside their ids
-        in_flight.append(ctx.pass_pool.submit(forward, prepared, images))
-    while in_flight:
-        collect(in_flight.popleft())
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+    for batch, waited in reader.decode_ahead(batches, mapper.lanes):
+        timings["decode_wait"] += waited
+        timings["decode"] += batch.decode_s
+        timings["preprocess"] += batch.preprocess_s
+        errors.extend(e.as_dict() for e in batch.errors)
+        if batch.pictures:
+            pictures.extend(batch.pictures)
+            mapper.submit(batch.prepared, [p.image for p in batch.pictures])
+    mapped = mapper.finish()
+    timings["embed"] = mapped.embed_s
+    if mapper.classifies_apart:
+        timings["classify"] = mapped.classify_s
 
     chunk = StagedChunk(
         job_id=job_id,
         chunk_no=chunk_no,
         collection=collection,
-        ids=ids,
-        paths=names,
-        sizes=sizes,
-        vectors=matrix,
+        ids=[p.content_id for p in pictures],
+        paths=[p.raw.name for p in pictures],
+        sizes=[len(p.raw.data) for p in pictures],
+        vectors=mapped.matrix(),
         model=embedder.name,
-        skipped=len(paths) - len(errors) - len(ids),
+        skipped=len(paths) - len(errors) - len(pictures),
         errors=errors,
         timings={k: round(v, 4) for k, v in timings.items()},
         worker=self.request.hostname or "",
-        widths=widths,
-        heights=heights,
-        labels=labels,
-        label_scores=label_scores,
+        widths=[p.width for p in pictures],
+        heights=[p.height for p in pictures],
+        labels=mapped.labels,
+        label_scores=mapped.label_scores,
     )
-    m = ctx.settings.milvus
-    if m.direct_writes:
-        # A real Milvus server takes several writers and logs each write itself.
-        commit_chunks(ctx, [chunk], flush=False)
-    else:
-        # Hand-off: wait while the writer is behind (backpressure), then stage compactly.
-        chunk.timings["handoff_wait"] = timings["handoff_wait"] = ctx.staging.wait_for_room(
-            m.max_staged_chunks,
-            lambda: ctx.jobs.is_active(job_id),
-            max_wait_s=ctx.settings.jobs.redelivery_timeout_s / 2,
-        )
-        start = time.perf_counter()
-        ctx.staging.put(chunk)
-        timings["handoff"] = time.perf_counter() - start
+    m = settings.milvus
+    sink = ChunkSink(
+        direct=m.direct_writes,
+        commit=lambda chunks: commit_chunks(ctx, chunks, flush=False),
+        staging=ctx.staging,
+        max_staged=m.max_staged_chunks,
+        still_active=lambda: ctx.jobs.is_active(job_id),
+        max_wait_s=settings.jobs.redelivery_timeout_s / 2,
+    )
+    to_write = sink.deliver(chunk)
     log.info(
         "job %s chunk %d: %d files, %d embedded, %d already stored, %d errors; %s",
         job_id,
         chunk_no,
         len(paths),
-        len(ids),
+        len(pictures),
         len(stored),
         len(errors),
-        " ".join(f"{k}={v:.3f}s" for k, v in timings.items()),
+        " ".join(f"{k}={v:.3f}s" for k, v in chunk.timings.items()),
     )
-    return not m.direct_writes
+    return to_write

@@ -21,4 +21,5 @@ def fetch(source: Source, ctx: WorkerContext) -> RawFile | FileError:
         if data is None:
             return FileError(name, "upload expired before the job ran")
         return RawFile(name, data)
-    return read_path(source["path"], ctx.settings.readable_roots)
+    settings = ctx.settings
+    return read_path(source["path"], settings.readable_roots, settings.jobs.max_file_bytes)
