@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -145,6 +145,24 @@ class ModelSettings(BaseModel):
     warmup: bool = Field(True, description="Load the models and run one pass when a worker starts.")
 
 
+class RetentionSettings(BaseModel):
+    """Seconds a finished job's record (its result, counts and errors) is kept, per job type.
+
+    0: ``result_ttl_s``. One field per job type of ``visionnet.core.jobtypes``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    classify: int = Field(3600, ge=0, description="A finished classify job's record.")
+    embed: int = Field(3600, ge=0, description="A finished embed job's record.")
+    search: int = Field(3600, ge=0, description="A finished search job's record.")
+    index: int = Field(0, ge=0, description="A finished index job's record (0: result_ttl_s).")
+    delete: int = Field(0, ge=0, description="A finished delete job's record (0: result_ttl_s).")
+    export: int = Field(
+        0, ge=0, description="A finished export job's record and download (0: result_ttl_s)."
+    )
+
+
 class JobSettings(BaseModel):
     chunk_size: int = Field(256, gt=0, description="Files per index chunk.")
     plan_ahead_chunks: int = Field(
@@ -160,6 +178,10 @@ class JobSettings(BaseModel):
     )
     stall_timeout_s: int = Field(
         900, gt=0, description="A running job with no progress for this long is failed."
+    )
+    retention_s: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="How long a finished job's record is kept, per job type.",
     )
     max_deliveries: int = Field(
         3, gt=0, description="Runs of one task whose process died before it is given up."
@@ -191,6 +213,12 @@ class StackSettings(BaseModel):
     )
     start_retries: int = Field(
         5, ge=0, description="Failed starts of one process before the whole stack stops."
+    )
+    redis_maxmemory_mb: int = Field(
+        0,
+        ge=0,
+        description="The embedded Redis's memory limit in MB (0: none); past it, writes "
+        "fail loudly (noeviction), never a job record or queued task dropped.",
     )
     store_nice: int = Field(
         0,

@@ -79,6 +79,12 @@ def redis_server_argv(settings: Settings) -> list[str]:
         "--save",
         "60",
         "1",
+        # Full, it refuses writes (loudly: new jobs get an error) rather than
+        # evict a job record or a queued task; no limit unless one is set.
+        "--maxmemory",
+        f"{settings.stack.redis_maxmemory_mb}mb",
+        "--maxmemory-policy",
+        "noeviction",
         "--loglevel",
         "warning",
     ]
@@ -239,7 +245,12 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 
 # What the embedded Redis must report back through CONFIG GET once it runs.
-REDIS_PERSISTENCE = {"appendonly": "yes", "appendfsync": "always", "save": "60 1"}
+REDIS_PERSISTENCE = {
+    "appendonly": "yes",
+    "appendfsync": "always",
+    "save": "60 1",
+    "maxmemory-policy": "noeviction",
+}
 
 
 def redis_persistence_problems(settings: Settings, wait_s: float = 60.0) -> list[str]:

@@ -20,6 +20,7 @@ from visionnet.core.blobs import BlobStore
 from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobState, JobStore
+from visionnet.core.jobtypes import retention_by_type
 from visionnet.core.loaded_models import LoadedModels
 from visionnet.core.queues import celery_config
 from visionnet.core.redis_conn import connect
@@ -54,7 +55,12 @@ class Services:
         text = connect(url, 3.0)  # one client for the collection registry and the catalog
         return cls(
             settings=settings,
-            jobs=JobStore(connect(url, 3.0), settings.result_ttl_s, settings.jobs.max_errors_kept),
+            jobs=JobStore(
+                connect(url, 3.0),
+                settings.result_ttl_s,
+                settings.jobs.max_errors_kept,
+                retention_by_type(settings),
+            ),
             blobs=BlobStore(connect(url, 3.0, decode=False), settings.result_ttl_s),
             collections=CollectionRegistry(text),
             catalog=Catalog(text),

@@ -22,6 +22,7 @@ from visionnet.core.blobs import BlobStore
 from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobState, JobStore
+from visionnet.core.jobtypes import retention_by_type
 from visionnet.core.redis_conn import connect
 from visionnet.workers.vectorstore.milvus_store import VectorStore
 from visionnet.workers.vectorstore.staging import StagingArea
@@ -40,7 +41,8 @@ class WorkerContext:
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self._redis, self.settings.result_ttl_s, self.settings.jobs.max_errors_kept)
+        s = self.settings
+        return JobStore(self._redis, s.result_ttl_s, s.jobs.max_errors_kept, retention_by_type(s))
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -3,7 +3,10 @@
 Celery calls every id it does not know PENDING, so a job exists only if its
 record does. Workers update counters atomically (Lua) so many chunk tasks can
 report at once, and a chunk reported twice (a redelivered task) counts once.
-Records expire ``ttl_s`` after their last write.
+Records expire ``ttl_s`` after their last write while the job runs. A finished
+job keeps only what a poll reads (its record and its errors), for its type's
+retention (``jobs.retention_s``); the bookkeeping that made its counts exact
+goes at once, and later writes neither count nor extend its life.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from visionnet.core.jobtypes import job_type as job_type_spec
 PREFIX = "visionnet:job:"
 # Every job id, scored by creation time: the job list (pruned of expired records).
 INDEX = "visionnet:jobs"
+# Every job id, scored by when its record may have expired: what prunes INDEX,
+# whose oldest entries may be live (an index job kept for a day behind an hour's
+# classify jobs), so it cannot be pruned from its old end.
+EXPIRY = "visionnet:jobs:expiry"
+# Ids pruned from the job list per job created: more than one, so it catches up.
+PRUNE_PER_CREATE = 8
 
 
 class JobState(StrEnum):
@@ -45,6 +54,9 @@ _RECORD_CHUNK = (
 local job, chunks, errs = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call('HGET', job, 'state')
 if not state then return -1 end
+-- A finished job's counts are final and its chunk set is gone: a late report
+-- (a chunk in flight at a cancel, a redelivered duplicate) must not count again.
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
 redis.call('HSET', job, 'updated_at', ARGV[5])
 if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
   redis.call('HINCRBY', job, 'indexed', ARGV[2])
@@ -113,10 +125,14 @@ return 1
 # or unknown job as a stateless hash), and it refreshes the record's lifetime.
 # KEYS: job. ARGV: now, ttl, [field, value]...
 _SET_FIELDS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+-- A finished record keeps its retention.
+if state ~= 'succeeded' and state ~= 'failed' and state ~= 'cancelled' then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
 return 1
 """
 
@@ -124,7 +140,9 @@ return 1
 # and is redelivered after a crash). KEYS: job, planned set. ARGV: chunk no,
 # files, now, ttl.
 _PLAN_CHUNK = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
   redis.call('HINCRBY', KEYS[1], 'chunks_total', 1)
@@ -157,6 +175,84 @@ return value
 """
 
 DELIVERY_PREFIX = "visionnet:delivery:"
+
+# What an index walk saw besides images, counted once per folder however often a
+# stepped or redelivered planner reads it. KEYS: job, seen set, error list. ARGV:
+# now, ttl, max errors, skipped ([{folder, skipped: {ext: n}}] JSON), errors
+# ([{path, error}] JSON). A folder that cannot be read is one failed entry of the job.
+_RECORD_WALK = """
+local job, seen, errs = KEYS[1], KEYS[2], KEYS[3]
+local state = redis.call('HGET', job, 'state')
+if not state then return -1 end
+if state ~= 'running' and state ~= 'queued' then return 0 end
+for _, f in ipairs(cjson.decode(ARGV[4])) do
+  if redis.call('SADD', seen, 's:' .. f.folder) == 1 then
+    for ext, n in pairs(f.skipped) do redis.call('HINCRBY', job, 'skipped_ext:' .. ext, n) end
+  end
+end
+for _, e in ipairs(cjson.decode(ARGV[5])) do
+  if redis.call('SADD', seen, 'e:' .. e.path) == 1 then
+    redis.call('HINCRBY', job, 'total', 1)
+    redis.call('HINCRBY', job, 'done', 1)
+    redis.call('HINCRBY', job, 'failed', 1)
+    if redis.call('LLEN', errs) < tonumber(ARGV[3]) then
+      redis.call('RPUSH', errs, cjson.encode(e))
+    end
+  end
+end
+redis.call('HSET', job, 'updated_at', ARGV[1])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2])) end
+return 1
+"""
+
+# A job that just finished keeps only what a poll reads: its record and its
+# errors, for its type's retention. Its bookkeeping goes: the chunk, planned
+# and claimed sets, the rate samples, each chunk's decision, and the delivery
+# counters of its root task (sent under the job's id; retry r counts under
+# ``:r``, and retries run in turn, so they are 0, 1, ... with no gap). Chunk
+# tasks' counters (random task ids) expire with ``ttl_s``. KEYS: job, expiry
+# index. ARGV: job id, retention by type (JSON), default retention, now.
+_FINISH = (
+    """
+local job = KEYS[1]
+local kind = redis.call('HGET', job, 'type')
+if not kind then return -1 end
+for _, n in ipairs(redis.call('SUNION', job .. ':planned', job .. ':chunks')) do
+  redis.call('DEL', job .. ':decision:' .. n)
+end
+redis.call('DEL', job .. ':chunks', job .. ':planned', job .. ':rate', job .. ':claimed')
+local r = 0
+while redis.call('DEL', '"""
+    + DELIVERY_PREFIX
+    + """' .. ARGV[1] .. ':' .. r) == 1 do r = r + 1 end
+local keep = tonumber(cjson.decode(ARGV[2])[kind] or ARGV[3])
+redis.call('EXPIRE', job, keep)
+redis.call('EXPIRE', job .. ':errors', keep)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + keep, ARGV[1])
+return keep
+"""
+)
+
+# Drops from the job list the ids whose record has expired, a few per call,
+# oldest expiry first; a record still there (a running job's is extended by
+# each write) is looked at again when it may have gone. KEYS: job list, expiry
+# index. ARGV: now, most ids, record key prefix.
+_PRUNE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(due) do
+  local ttl = redis.call('TTL', ARGV[3] .. id)
+  if ttl == -2 then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+  elseif ttl == -1 then
+    redis.call('ZREM', KEYS[2], id)
+  else
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + ttl, id)
+  end
+end
+return #due
+"""
+
 
 # Per-file errors that no retry can change: the bytes themselves are the problem.
 PERMANENT_ERRORS = (
@@ -205,15 +301,27 @@ class ChunkReport:
 class JobStore:
     """Reads and writes job records; safe to share across threads."""
 
-    def __init__(self, client: redis.Redis, ttl_s: int, max_errors: int = 1000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl_s: int,
+        max_errors: int = 1000,
+        retention_s: Mapping[str, int] | None = None,
+    ) -> None:
+        """``ttl_s``: a running job's record lives this long after its last write;
+        ``retention_s``: a finished one's, by job type (``ttl_s`` for a type not given).
+        """
         self._r = client
         self._ttl = ttl_s
         self._max_errors = max_errors
+        self._retention = json.dumps(dict(retention_s or {}))
         self._record_chunk = client.register_script(_RECORD_CHUNK)
         self._transition = client.register_script(_TRANSITION)
         self._set_fields = client.register_script(_SET_FIELDS)
         self._plan_chunk = client.register_script(_PLAN_CHUNK)
         self._decide_once = client.register_script(_DECIDE_ONCE)
+        self._finish = client.register_script(_FINISH)
+        self._prune = client.register_script(_PRUNE)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -241,8 +349,11 @@ class JobStore:
             },
         )
         pipe.expire(key, self._ttl)
-        pipe.zadd(INDEX, {job_id: float(_now())})
+        now = time.time()
+        pipe.zadd(INDEX, {job_id: now})
+        pipe.zadd(EXPIRY, {job_id: now + self._ttl})
         pipe.hincrby(metrics.KEY, f"submitted:{spec.name}", 1)
+        self._prune(keys=[INDEX, EXPIRY], args=[now, PRUNE_PER_CREATE, PREFIX], client=pipe)
         pipe.execute()
         return job_id
 
@@ -318,7 +429,20 @@ class JobStore:
         args: list[Any] = [state.value, _now(), self._ttl]
         for name, value in fields.items():
             args += [name, value if isinstance(value, str | int | float) else json.dumps(value)]
-        return int(self._transition(keys=[self.key(job_id), metrics.KEY], args=args)) == 1
+        moved = int(self._transition(keys=[self.key(job_id), metrics.KEY], args=args)) == 1
+        if moved and state in FINAL_STATES:
+            self.finished(job_id)
+        return moved
+
+    def finished(self, job_id: str) -> int:
+        """Shrink a finished job to what a poll reads, kept for its type's retention.
+
+        Called once a job reached a final state; a crash before it leaves the
+        bookkeeping to expire with ``ttl_s``. Returns the retention set (-1: no job).
+        """
+        keys = [self.key(job_id), EXPIRY]
+        return int(self._finish(keys=keys, args=[job_id, self._retention, self._ttl, time.time()]))
+
 
     def start(self, job_id: str, **fields: Any) -> bool:
         """Mark a job running (setting ``fields`` in the same write); False if it was
@@ -389,8 +513,11 @@ class JobStore:
             *[json.dumps(e) for e in report.errors],
         ]
         keys = [key, *self._aux_keys(job_id), metrics.KEY]
-        out = self._record_chunk(keys=keys, args=args)
-        return int(out) == 1
+        ended = int(self._record_chunk(keys=keys, args=args)) == 1
+        if ended:
+            self.finished(job_id)
+        return ended
+
 
     def finish_planning(self, job_id: str) -> bool:
         """Mark the walk complete; finishes the job at once if every chunk reported."""
@@ -415,6 +542,7 @@ class JobStore:
         key = self.key(job_id)
         self._r.delete(key, *self._aux_keys(job_id), key + ":claimed")
         self._r.zrem(INDEX, job_id)
+        self._r.zrem(EXPIRY, job_id)
 
     def _aux_keys(self, job_id: str) -> list[str]:
         key = self.key(job_id)

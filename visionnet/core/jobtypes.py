@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
+from visionnet.config.settings import Settings
 from visionnet.core.queues import BULK_QUEUE, MODELS_QUEUE, STORE_QUEUE
 
 COLLECTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
@@ -194,3 +195,11 @@ JobTypeName = Annotated[
 
 def job_type(name: str) -> JobTypeSpec:
     return JOB_TYPES[_known(name)]
+
+
+def retention_by_type(settings: Settings) -> dict[str, int]:
+    """Seconds a finished job's record is kept, per job type (``jobs.retention_s``; 0 means
+    ``result_ttl_s``). Every type of the table must have its setting: a type added
+    without one fails here, at the first start, not by keeping its records forever."""
+    kept = settings.jobs.retention_s
+    return {name: getattr(kept, name) or settings.result_ttl_s for name in JOB_TYPES}
