@@ -92,6 +92,28 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.returncode
 
 
+_STOPPING: list[subprocess.Popen[bytes]] = []
+
+
+def stop_later(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C now; the orderly stop (about 12 s, one program after another, mostly
+    waiting) overlaps the tests that follow, and pytest_sessionfinish waits for it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    _STOPPING.append(proc)
+
+
+def pytest_sessionfinish() -> None:
+    """Every stack stopped with stop_later is gone before pytest exits, as with stop."""
+    while _STOPPING:
+        proc = _STOPPING.pop()
+        try:
+            proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def run_stack(
     tmp: Path, embedder: Callable[[Path], Path] | None = None, **extra_env: str
 ) -> Iterator[Stack]:
@@ -126,7 +148,7 @@ def run_stack(
         redis_url=f"redis+socket://{tmp / 'data' / 'redis' / 'redis.sock'}",
         log=log,
     )
-    stop(proc)
+    stop_later(proc)  # its own data dir and ports: the next stack need not wait
 
 
 @pytest.fixture(scope="session")
