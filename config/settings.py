@@ -186,6 +186,13 @@ class JobSettings(BaseModel):
     max_deliveries: int = Field(
         3, gt=0, description="Runs of one task whose process died before it is given up."
     )
+    chunk_time_limit_s: int = Field(
+        480,
+        gt=0,
+        description="An index chunk still running after this long fails its files (a read "
+        "hanging on a dead network share); its process is killed 60 s later. Keep it below "
+        "redelivery_timeout_s - 60.",
+    )
     extensions: list[str] = Field(..., description="Image file extensions indexed.")
     max_file_bytes: int = Field(
         200 * 1024**2,

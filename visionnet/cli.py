@@ -241,17 +241,22 @@ def _limit_cpu_threads(threads: int) -> None:
 
 def _store_writer_lock() -> Any:
     from visionnet.core.redis_conn import connect
+    from visionnet.workers.store_writer.fence import TOKEN_ENV
     from visionnet.workers.store_writer.writer_lock import WriterLockTakenError, hold_writer_lock
 
     settings = get_settings()
     try:
-        return hold_writer_lock(
+        lock = hold_writer_lock(
             connect(settings.effective_redis_url),
             settings.milvus.writer_lock_wait_s,
             settings.milvus.writer_lock_ttl_s,
         )
     except WriterLockTakenError as exc:
         raise click.ClickException(str(exc)) from exc
+    # The pool processes, forked after this, fence their writes with the token.
+    os.environ[TOKEN_ENV] = lock.token
+    return lock
+
 
 
 def _launch_gpu_workers(gpus: list[str], queues: str, loglevel: str) -> int:

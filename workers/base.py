@@ -16,6 +16,13 @@ from typing import Any, ClassVar, TypeVar
 import redis
 from celery import Task
 from pymilvus import MilvusException
+from pymilvus.exceptions import (
+    DataNotMatchException,
+    DataTypeNotMatchException,
+    FieldTypeException,
+    ParamError,
+    PrimaryKeyException,
+)
 
 from visionnet.config.settings import Settings, get_settings
 from visionnet.core.blobs import BlobStore
@@ -85,6 +92,22 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     MilvusException,
 )
 
+# Milvus errors about the data itself (a value too long for its field, of the
+# wrong type): no retry changes them, so they fail the task at once.
+PERMANENT_MILVUS_ERRORS: tuple[type[BaseException], ...] = (
+    ParamError,
+    DataNotMatchException,
+    DataTypeNotMatchException,
+    FieldTypeException,
+    PrimaryKeyException,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An outage a retry can outlast (not an error about the data)."""
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, PERMANENT_MILVUS_ERRORS)
+
+
 C = TypeVar("C", bound=WorkerContext)
 _contexts: dict[type[WorkerContext], WorkerContext] = {}
 _contexts_lock = threading.Lock()
@@ -114,6 +137,7 @@ class VisionTask(Task):  # type: ignore[misc]
 
     context_class: ClassVar[type[WorkerContext]] = WorkerContext
     autoretry_for = TRANSIENT_ERRORS
+    dont_autoretry_for = PERMANENT_MILVUS_ERRORS
     retry_backoff = 2
     retry_backoff_max = 30
     max_retries = 8
@@ -154,14 +178,22 @@ class VisionTask(Task):  # type: ignore[misc]
         job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
         if not job_id:
             return
-        if isinstance(exc, TRANSIENT_ERRORS) and (self.request.retries or 0) < self.max_retries:
+        if is_transient(exc) and (self.request.retries or 0) < self.max_retries:
             # The retry could not even be sent (Redis down): the unacknowledged
             # message comes back after jobs.redelivery_timeout_s; no verdict yet.
             log.warning("task %s of job %s: %r; left for redelivery", task_id, job_id, exc)
             return
         try:
-            self.base_ctx.jobs.transition(
-                job_id, JobState.FAILED, error=f"{type(exc).__name__}: {exc}"
-            )
+            self.settle_failure(exc, kwargs)
         except TRANSIENT_ERRORS:
-            log.exception("could not fail job %s", job_id)
+            log.exception("could not record the failure of job %s", job_id)
+
+    def settle_failure(self, exc: BaseException, kwargs: dict[str, Any]) -> None:
+        """What an error no retry can change does: fail the task's job with the reason.
+
+        The index chunk tasks fail only their own files instead
+        (``visionnet.workers.model_worker.chunk_failure``).
+        """
+        self.base_ctx.jobs.transition(
+            kwargs["job_id"], JobState.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )

@@ -47,7 +47,13 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
 
     # 1. Decide once per chunk what is new; refuse chunks whose collection does not fit.
     new_ids: dict[str, set[str]] = {}
-    rows: dict[str, list[Row]] = defaultdict(list)
+    # Per collection, one row per id: two jobs that index the same file into one
+    # collection must not put its id twice into one upsert (Milvus Lite keeps
+    # one of them, a real Milvus server both). ``taken``: the ids an earlier chunk
+    # of this group decided to write; for a chunk of another job they count as
+    # skipped, as if that chunk had been committed first.
+    rows: dict[str, dict[str, Row]] = defaultdict(dict)
+    taken: dict[str, set[str]] = defaultdict(set)
     now = int(time.time())
     accepted: list[StagedChunk] = []
     for chunk in live:
@@ -60,28 +66,29 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
                 ctx.staging.remove(chunk.job_id, chunk.chunk_no)
                 continue
             fresh = set(chunk.ids) - ctx.store.existing_ids(chunk.collection, chunk.ids)
+            fresh -= taken[chunk.collection]
             decided = ctx.jobs.decide_once(chunk.job_id, chunk.chunk_no, sorted(fresh))
+            taken[chunk.collection] |= decided
         else:
             decided = set()
         new_ids[chunk.member] = decided
-        rows[chunk.collection].extend(
-            Row(
-                id=cid,
-                vector=chunk.vectors[i].tolist(),
-                model=chunk.model,
-                indexed_at=now,
-                **chunk.metadata(i),
-            )
-            for i, cid in enumerate(chunk.ids)
-            if cid in decided
-        )
+        collection_rows = rows[chunk.collection]
+        for i, cid in enumerate(chunk.ids):
+            if cid in decided and cid not in collection_rows:
+                collection_rows[cid] = Row(
+                    id=cid,
+                    vector=chunk.vectors[i].tolist(),
+                    model=chunk.model,
+                    indexed_at=now,
+                    **chunk.metadata(i),
+                )
         accepted.append(chunk)
 
     # 2. One upsert and (embedded store) one flush per collection for the whole group,
     # then the same rows into the catalog the web reads.
-    for collection, collection_rows in rows.items():
-        ctx.store.upsert(collection, collection_rows, flush=flush)
-        ctx.catalog.put(collection, {r.id: r.as_dict() for r in collection_rows})
+    for collection, by_id in rows.items():
+        ctx.store.upsert(collection, list(by_id.values()), flush=flush)
+        ctx.catalog.put(collection, {cid: r.as_dict() for cid, r in by_id.items()})
     seconds = time.perf_counter() - start
 
     # 3. Report each chunk, with its share of the commit time, then drop its staged data.
@@ -109,7 +116,14 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
 
 
 def fail_staged(ctx: WorkerContext, chunk: StagedChunk, reason: str) -> None:
-    """The writer died on this chunk every time: its rows count as failed, the job goes on."""
+    """A staged chunk that cannot be written: its rows count as failed, the job goes on.
+
+    Counted once however often this runs (``record_chunk``). The rows it had
+    claimed are released, so a copy of one of its files in a later chunk of the
+    job is written there.
+    """
+    decided = ctx.jobs.decide_once(chunk.job_id, chunk.chunk_no, [])
+    ctx.jobs.release_claims(chunk.job_id, sorted(decided))
     errors = chunk.errors + [{"path": path, "error": reason} for path in chunk.paths]
     report = ChunkReport(
         chunk_no=chunk.chunk_no,

@@ -153,6 +153,28 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 return 1
 """
 
+# Replaces a chunk whose process died on every delivery by two halves, once:
+# the halves are planned, the chunk itself is marked reported without counting
+# (so a late report of it is ignored), and one more chunk is expected. Returns
+# 1 when it split now, 2 when it had split before, 0 when the chunk had
+# reported already or the job is over (nothing to split). KEYS: job, chunk set, planned set.
+# ARGV: chunk no, half a, half b, now, ttl.
+_SPLIT_CHUNK = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  if redis.call('SISMEMBER', KEYS[3], 'split:' .. ARGV[1]) == 1 then return 2 end
+  return 0
+end
+redis.call('SADD', KEYS[3], 'split:' .. ARGV[1], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'chunks_total', 1)
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[5])) end
+return 1
+"""
+
 # The first decision about a chunk wins: a writer re-run after a crash must
 # report what the first run decided. KEYS: decision. ARGV: value, ttl.
 # A chunk's decision of which of its rows are new, made once. KEYS[1] is the
@@ -320,6 +342,7 @@ class JobStore:
         self._set_fields = client.register_script(_SET_FIELDS)
         self._plan_chunk = client.register_script(_PLAN_CHUNK)
         self._decide_once = client.register_script(_DECIDE_ONCE)
+        self._split_chunk = client.register_script(_SPLIT_CHUNK)
         self._finish = client.register_script(_FINISH)
         self._prune = client.register_script(_PRUNE)
 
@@ -518,6 +541,16 @@ class JobStore:
             self.finished(job_id)
         return ended
 
+
+    def split_chunk(self, job_id: str, chunk_no: int, halves: tuple[int, int]) -> int:
+        """Replace chunk ``chunk_no`` by the chunks ``halves`` (its files, split), once.
+
+        1: split now; 2: split before (a re-run: send the halves again); 0: the
+        chunk reported already; -1: no such job. The files total is unchanged.
+        """
+        keys = [self.key(job_id), self.key(job_id) + ":chunks", self.key(job_id) + ":planned"]
+        args: list[Any] = [chunk_no, *halves, _now(), self._ttl]
+        return int(self._split_chunk(keys=keys, args=args))
 
     def finish_planning(self, job_id: str) -> bool:
         """Mark the walk complete; finishes the job at once if every chunk reported."""

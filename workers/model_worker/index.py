@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from celery import shared_task
 
 from visionnet.core.datafiles import listings_path, sweep
@@ -29,6 +28,7 @@ from visionnet.core.jobtypes import IndexParams, job_type
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.archives import ArchiveError, unpack
+from visionnet.workers.model_worker.chunk_failure import settle_embed_failure, split_or_fail
 from visionnet.workers.model_worker.chunk_mapper import ChunkMapper
 from visionnet.workers.model_worker.chunk_reader import ChunkReader, Picture
 from visionnet.workers.model_worker.chunk_sink import ChunkSink
@@ -183,26 +183,18 @@ def _enqueue_chunk(
 
 
 class EmbedChunkTask(ModelTask):
+    """A chunk that cannot be completed fails its own files, never the job (chunk_failure)."""
+
+    # A hard time limit hands the message back (not acked): redelivered, the
+    # chunk reaches the delivery cap and is split like any chunk that kills its process.
+    acks_on_failure_or_timeout = False
+
     def give_up(self, reason: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The model worker died on this chunk every time: its files fail, the job goes on."""
-        errors = [{"path": path, "error": reason} for path in kwargs["paths"]]
-        chunk = StagedChunk(
-            job_id=kwargs["job_id"],
-            chunk_no=kwargs["chunk_no"],
-            collection=kwargs["collection"],
-            ids=[],
-            paths=[],
-            sizes=[],
-            vectors=np.zeros((0, 0), dtype=np.float32),
-            model="",
-            skipped=0,
-            errors=errors,
-        )
-        if self.ctx.settings.milvus.direct_writes:
-            commit_chunks(self.ctx, [chunk], flush=False)
-            return False
-        self.ctx.staging.put(chunk)
-        return True
+        """The model worker died on this chunk every time: split it, or fail its one file."""
+        return split_or_fail(self, kwargs, reason)
+
+    def settle_failure(self, exc: BaseException, kwargs: dict[str, Any]) -> None:
+        settle_embed_failure(self, exc, kwargs)
 
 
 @shared_task(name=EMBED_CHUNK, base=EmbedChunkTask, bind=True, acks_late=True)

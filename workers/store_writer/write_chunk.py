@@ -16,7 +16,10 @@ from typing import Any
 
 from celery import shared_task
 
+from visionnet.core.jobs import JobState
 from visionnet.core.queues import WRITE_CHUNK
+from visionnet.workers.base import WorkerContext
+from visionnet.workers.chunk_errors import JOB_LEVEL_ERRORS, failure_reason
 from visionnet.workers.commit import commit_chunks, fail_staged
 from visionnet.workers.store_writer.context import StoreTask
 from visionnet.workers.vectorstore.staging import StagedChunk
@@ -31,6 +34,15 @@ class WriteChunkTask(StoreTask):
         if chunk is not None:
             fail_staged(self.ctx, chunk, reason)
         return None
+
+    def settle_failure(self, exc: BaseException, kwargs: dict[str, Any]) -> None:
+        """Its chunk could not be written (after its retries): its files fail, not its job."""
+        if isinstance(exc, JOB_LEVEL_ERRORS):
+            self.ctx.jobs.transition(kwargs["job_id"], JobState.FAILED, error=str(exc))
+            return
+        chunk = self.ctx.staging.get(kwargs["job_id"], kwargs["chunk_no"])
+        if chunk is not None:
+            fail_staged(self.ctx, chunk, failure_reason(exc, None))
 
 
 @shared_task(name=WRITE_CHUNK, base=WriteChunkTask, bind=True, acks_late=True)
@@ -62,4 +74,42 @@ def write_chunk(
             group.append(other)
             if len(group) >= ctx.settings.milvus.write_group_chunks:
                 break
-    commit_chunks(ctx, group, flush=ctx.settings.milvus_is_lite)
+    commit_group(ctx, group, flush=ctx.settings.milvus_is_lite)
+
+
+def commit_group(ctx: WorkerContext, group: list[StagedChunk], *, flush: bool) -> None:
+    """Commit ``group`` together; if that fails, chunk by chunk.
+
+    One bad chunk (a value Milvus refuses) must not fail the chunks it was
+    grouped with, nor stay staged to fail the next group. A chunk is bad when
+    it failed twice, in the group and then alone, while the store answered
+    after each: its files fail (its job goes on). When the store does not
+    answer (an outage, a restart), the error is raised for the task to retry,
+    and the chunks not yet committed stay staged.
+    """
+    try:
+        commit_chunks(ctx, group, flush=flush)
+        return
+    except Exception as exc:
+        if not _store_answers(ctx):
+            raise
+        log.warning("a group of %d chunk(s) failed (%r); committing them one by one",
+                    len(group), exc)  # fmt: skip
+    for chunk in group:
+        try:
+            commit_chunks(ctx, [chunk], flush=flush)
+        except Exception as exc:
+            if not _store_answers(ctx):
+                raise
+            log.error("job %s chunk %d could not be written; its files fail",
+                      chunk.job_id, chunk.chunk_no, exc_info=exc)  # fmt: skip
+            fail_staged(ctx, chunk, failure_reason(exc, None))
+
+
+def _store_answers(ctx: WorkerContext) -> bool:
+    """Whether the vector store is up: an error while it answers is the chunk's own."""
+    try:
+        ctx.store.names()
+    except Exception:
+        return False
+    return True

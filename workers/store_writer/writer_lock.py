@@ -32,6 +32,12 @@ class WriterLock:
         )
         self._thread.start()
 
+    @property
+    def token(self) -> str:
+        """This holder's value of the lock key (its pool processes fence with it)."""
+        token = self._lock.local.token
+        return token.decode() if isinstance(token, bytes) else str(token)
+
     def _refresh(self, every_s: float) -> None:
         while not self._stop.wait(every_s):
             try:
@@ -46,12 +52,14 @@ class WriterLock:
 
     def _take_back(self) -> None:
         try:
-            if self._lock.acquire(blocking=False):
+            # The same token: the pool processes' fence (fence.py) knows this one.
+            if self._lock.acquire(blocking=False, token=self.token):
                 log.warning("the store writer lock had expired (a stall longer than its TTL); "
                             "taken again")  # fmt: skip
             else:
                 log.error("the store writer lock expired and another writer holds it now: "
-                          "stop one of them")  # fmt: skip
+                          "this one writes nothing until it holds it again; stop one of "
+                          "them")  # fmt: skip
         except redis.exceptions.RedisError:
             log.exception("could not take the store writer lock again")
 
