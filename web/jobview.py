@@ -51,6 +51,7 @@ def progress(record: dict[str, str], jobs: JobStore, *, live: bool = True) -> di
     if record["type"] == "index":
         out["indexed"] = int(record.get("indexed", 0))
         out["skipped"] = int(record.get("skipped", 0))
+        out["moved"] = int(record.get("moved", 0))
         out["stage_seconds"] = _stages(record)
         out["workers"] = _workers(record)
     return out
@@ -84,6 +85,8 @@ def job_document(record: dict[str, str], jobs: JobStore, *, live: bool = True) -
             "total": int(record.get("total", 0)),
             "indexed": int(record.get("indexed", 0)),
             "skipped": int(record.get("skipped", 0)),
+            # Of the skipped: found at a new path (the old one gone), stored path updated.
+            "moved": int(record.get("moved", 0)),
             "failed": failed,
             "errors": errors,
             "errors_truncated": failed > len(errors),

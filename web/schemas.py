@@ -44,6 +44,11 @@ class Progress(BaseModel):
     eta_s: float | None = Field(None, description="Seconds left at that rate (once planned).")
     indexed: int | None = Field(None, description="Index jobs: new rows stored.")
     skipped: int | None = Field(None, description="Index jobs: files already in the collection.")
+    moved: int | None = Field(
+        None,
+        description="Index jobs: of the skipped, files found at a new path whose old path is "
+        "gone; their stored path was updated without embedding them again.",
+    )
     stage_seconds: dict[str, float] | None = Field(
         None, description="Index jobs: worker seconds per stage so far (stages overlap)."
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.workers.base import WorkerContext
+from visionnet.workers.moves import apply_moves
 from visionnet.workers.vectorstore.milvus_store import CollectionMismatchError, Row
 from visionnet.workers.vectorstore.staging import StagedChunk
 
@@ -89,6 +90,8 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
     for collection, by_id in rows.items():
         ctx.store.upsert(collection, list(by_id.values()), flush=flush)
         ctx.catalog.put(collection, {cid: r.as_dict() for cid, r in by_id.items()})
+    # Files found at a new path (old one gone): only their stored path changes.
+    apply_moves(ctx, accepted, flush=flush)
     seconds = time.perf_counter() - start
 
     # 3. Report each chunk, with its share of the commit time, then drop its staged data.
@@ -105,6 +108,7 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
             errors=chunk.errors,
             stages=stages,
             worker=chunk.worker,
+            moved=len(chunk.moves),
         )
         ctx.jobs.record_chunk(chunk.job_id, report)
         ctx.staging.remove(chunk.job_id, chunk.chunk_no)

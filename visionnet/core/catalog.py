@@ -47,6 +47,36 @@ class Catalog:
             return None
         return {"id": image_id, **dict(zip(FIELDS, json.loads(raw), strict=True))}
 
+    def paths(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        """The recorded path of each of ``ids`` that is recorded."""
+        at = FIELDS.index("path")
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), 4096):
+            part = list(ids[start : start + 4096])
+            for image_id, raw in zip(part, self._r.hmget(self.key(collection), part), strict=True):
+                if raw is not None:
+                    out[image_id] = json.loads(raw)[at]
+        return out
+
+    def move(self, collection: str, moves: Mapping[str, str]) -> None:
+        """Give recorded images (id -> new path) their new path; unrecorded ids stay absent.
+
+        Read, then written: with Milvus Lite the store writer runs both this and
+        every delete (``remove``), one after the other, so none slips in between.
+        """
+        ids = list(moves)
+        at = FIELDS.index("path")
+        for start in range(0, len(ids), 4096):
+            part = ids[start : start + 4096]
+            packed = {}
+            for image_id, raw in zip(part, self._r.hmget(self.key(collection), part), strict=True):
+                if raw is not None:
+                    values = json.loads(raw)
+                    values[at] = moves[image_id]
+                    packed[image_id] = json.dumps(values, separators=(",", ":"))
+            if packed:
+                self._r.hset(self.key(collection), mapping=packed)
+
     def remove(self, collection: str, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), 4096):
             self._r.hdel(self.key(collection), *ids[start : start + 4096])

@@ -48,7 +48,7 @@ FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLE
 
 # KEYS: job hash, chunk set, error list, planned set, rate samples, metrics hash.
 # ARGV: chunk no, indexed, skipped, failed, now, ttl, max errors, stages JSON,
-# worker name, errors JSON...
+# worker name, moved (of the skipped), errors JSON...
 _RECORD_CHUNK = (
     """
 local job, chunks, errs = KEYS[1], KEYS[2], KEYS[3]
@@ -81,8 +81,9 @@ if tonumber(ARGV[1]) >= 0 and redis.call('SADD', chunks, ARGV[1]) == 1 then
     + """
   -- Which worker embedded how many chunks (several hosts can share one job).
   if ARGV[9] ~= '' then redis.call('HINCRBY', job, 'worker:' .. ARGV[9], 1) end
+  if tonumber(ARGV[10]) > 0 then redis.call('HINCRBY', job, 'moved', ARGV[10]) end
   local keep = tonumber(ARGV[7])
-  for i = 10, #ARGV do
+  for i = 11, #ARGV do
     if redis.call('LLEN', errs) < keep then redis.call('RPUSH', errs, ARGV[i]) end
   end
 end
@@ -318,6 +319,8 @@ class ChunkReport:
     stages: dict[str, float] = field(default_factory=dict)
     # The Celery node that embedded it (``models@host``); "" when none did.
     worker: str = ""
+    # Of the skipped: files found at a new path, their stored path updated (not embedded).
+    moved: int = 0
 
 
 class JobStore:
@@ -533,6 +536,7 @@ class JobStore:
             self._max_errors,
             json.dumps(report.stages),
             report.worker,
+            report.moved,
             *[json.dumps(e) for e in report.errors],
         ]
         keys = [key, *self._aux_keys(job_id), metrics.KEY]

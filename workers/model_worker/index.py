@@ -36,6 +36,7 @@ from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
 from visionnet.workers.model_worker.walk import chunked, iter_images
 from visionnet.workers.models.loading import ModelUnavailableError
+from visionnet.workers.moves import moved_files
 from visionnet.workers.vectorstore.staging import StagedChunk
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,8 @@ def embed_chunk(
     start = time.perf_counter()
     stored = ctx.store.existing_ids(collection, list(read.fresh))
     todo = [(cid, raw) for cid, raw in read.fresh.items() if cid not in stored]
+    known = {cid: raw.name for cid, raw in read.fresh.items() if cid in stored}
+    moves = moved_files(ctx.catalog, collection, known)
     timings["lookup"] = time.perf_counter() - start
 
     # Stage 3: the reader threads decode and preprocess batch n+1 while the model
@@ -292,6 +295,7 @@ def embed_chunk(
         heights=[p.height for p in pictures],
         labels=mapped.labels,
         label_scores=mapped.label_scores,
+        moves=moves,
     )
     m = settings.milvus
     sink = ChunkSink(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -228,6 +228,40 @@ class VectorStore:
             ),
         )
         return [float(v) for v in rows[0]["vector"]] if rows else None
+
+    def rewrite_paths(self, name: str, moves: Mapping[str, str], *, flush: bool = True) -> int:
+        """Give stored rows (id -> new path) their new path; returns how many were found.
+
+        For files that moved: the row is read whole (vector included) and
+        upserted with only its path changed, so nothing is embedded again. Ids
+        no longer stored (deleted meanwhile) are left out. A writer's call.
+        """
+        if not moves:
+            return 0
+        fields = sorted(self.fields(name))
+        found = self._with_loaded(
+            name,
+            lambda: self._client.get(
+                name,
+                ids=list(moves),
+                output_fields=fields,
+                timeout=self._timeout,
+                **self._read_consistency(name),
+            ),
+        )
+        rows = []
+        for stored in found:
+            row = {f: stored[f] for f in fields if f in stored}
+            row["vector"] = [float(v) for v in stored["vector"]]
+            row["path"] = moves[str(stored["id"])]
+            rows.append(row)
+        for start in range(0, len(rows), UPSERT_BATCH):
+            self._client.upsert(name, rows[start : start + UPSERT_BATCH], timeout=self._timeout)
+        if rows:
+            if flush:
+                self._client.flush(name, timeout=self._timeout)
+            self._wrote(name)
+        return len(rows)
 
     def search(self, name: str, vector: Sequence[float], k: int, expr: str = "") -> list[Hit]:
         """Top ``k`` by cosine; ``expr`` a Milvus filter over the metadata fields.

@@ -55,6 +55,9 @@ class StagedChunk:
     heights: list[int] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     label_scores: list[float] = field(default_factory=list)
+    # Files found at a new path whose old path is gone: id -> new path. Their rows
+    # are stored already; the writer only rewrites the path (no vector here).
+    moves: dict[str, str] = field(default_factory=dict)
 
     def metadata(self, i: int) -> dict[str, Any]:
         """Row ``i``'s stored fields beside id and vector."""
@@ -107,6 +110,7 @@ class StagingArea:
             "heights": chunk.heights,
             "labels": chunk.labels,
             "label_scores": chunk.label_scores,
+            "moves": chunk.moves,
         }
         data = np.ascontiguousarray(chunk.vectors, dtype="<f4").tobytes()
         key = self._prefix + chunk.member
@@ -140,6 +144,7 @@ class StagingArea:
             heights=meta.get("heights", []),
             labels=meta.get("labels", []),
             label_scores=meta.get("label_scores", []),
+            moves=meta.get("moves", {}),
         )
 
     def oldest(self, limit: int) -> list[tuple[str, int]]:
