@@ -48,7 +48,6 @@ class WebSettings(BaseModel):
         4 * 1024**3, gt=0, description="Largest archive upload to POST /index (streamed to disk)."
     )
     max_files: int = Field(256, gt=0, description="Most files in one classify request.")
-    health_timeout_s: float = Field(1.0, gt=0, description="Worker probe timeout in health.")
     workers: int = Field(0, ge=0, description="Web server processes; 0 = two per core.")
     worker_class: Literal["sync", "gthread"] = Field(
         "sync", description="gunicorn worker class: sync (lowest latency) or gthread."
@@ -235,6 +234,24 @@ class StackSettings(BaseModel):
         "above 0 their segment and index building yields the CPU to the models (index "
         "jobs faster, searches during them slower).",
     )
+    liveness_interval_s: float = Field(
+        2.0, gt=0, description="How often a worker writes its liveness record to Redis."
+    )
+    liveness_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="A worker whose record is this old is gone from health and /metrics "
+        "(a worker killed by SIGKILL, a host that lost power).",
+    )
+
+    @model_validator(mode="after")
+    def _ttl_spans_beats(self) -> StackSettings:
+        if self.liveness_ttl_s < 2 * self.liveness_interval_s:
+            raise ValueError(
+                "stack.liveness_ttl_s must be at least twice stack.liveness_interval_s, "
+                "or a live worker drops out of health between two beats"
+            )
+        return self
 
 
 class FlowerSettings(BaseModel):

@@ -2,8 +2,9 @@
 
 Counters come from ``visionnet.core.metrics`` (kept by the job scripts in
 Redis, so every web process answers the same); queue depths are the broker's
-list lengths; workers are those answering Celery's ping. Task-level metrics
-(per task name, runtime) are Flower's own ``/metrics``.
+list lengths; workers are those whose liveness record has not expired (written
+by the workers themselves: a scrape never broadcasts to them). Task-level
+metrics (per task name, runtime) are Flower's own ``/metrics``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client.core import (
 )
 
 from visionnet.core import metrics
+from visionnet.core.liveness import consumers
 from visionnet.core.queues import BULK_QUEUE, MODELS_QUEUE, STORE_QUEUE
 from visionnet.web.services import Services
 
@@ -64,7 +66,9 @@ class ServiceCollector:
         yield depth
 
         workers = GaugeMetricFamily(
-            "visionnet_workers", "Celery workers answering a ping, by queue.", labels=["queue"]
+            "visionnet_workers",
+            "Live workers consuming each queue (their liveness records).",
+            labels=["queue"],
         )
         for queue, count in self._workers().items():
             workers.add_metric([queue], float(count))
@@ -89,8 +93,8 @@ class ServiceCollector:
 
     def _workers(self) -> dict[str, int]:
         counts = dict.fromkeys(QUEUES, 0)
-        for queue, workers in self._svc.queue_consumers().items():
-            counts[queue] = len(workers)
+        for queue, names in consumers(self._svc.workers.alive()).items():
+            counts[queue] = len(names)
         return counts
 
 

@@ -88,10 +88,22 @@ class QueueHealth(BaseModel):
     workers: list[str]
 
 
+class WorkerHealth(BaseModel):
+    name: str = Field(..., description="Celery node name, e.g. models@host.")
+    host: str = Field(..., description="The machine it runs on.")
+    pid: int = Field(..., description="Its main process on that machine.")
+    queues: list[str] = Field(..., description="The queues it consumes.")
+    seen_s_ago: float = Field(..., description="Seconds since its last liveness record.")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     redis: bool
     queues: list[QueueHealth]
+    workers: list[WorkerHealth] = Field(
+        default_factory=list,
+        description="The live workers, from the records they write every few seconds.",
+    )
 
 
 class ErrorBody(BaseModel):

@@ -21,6 +21,7 @@ from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
 from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.jobtypes import retention_by_type
+from visionnet.core.liveness import WorkerRegistry
 from visionnet.core.loaded_models import LoadedModels
 from visionnet.core.queues import celery_config
 from visionnet.core.redis_conn import connect
@@ -38,6 +39,7 @@ class Services:
     catalog: Catalog
     models: LoadedModels
     celery: Celery
+    workers: WorkerRegistry  # the workers' own liveness records: health never asks them
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -66,21 +68,8 @@ class Services:
             catalog=Catalog(text),
             models=LoadedModels(text),
             celery=celery,
+            workers=WorkerRegistry(text),
         )
-
-    def queue_consumers(self) -> dict[str, list[str]]:
-        """The workers consuming each queue, as Celery's inspect answers within
-        ``web.health_timeout_s`` ({} when the broker is unreachable)."""
-        inspector = self.celery.control.inspect(timeout=self.settings.web.health_timeout_s)
-        try:
-            active = inspector.active_queues() or {}
-        except OperationalError:
-            active = {}
-        consumers: dict[str, list[str]] = {}
-        for worker, queues in active.items():
-            for queue in queues:
-                consumers.setdefault(queue["name"], []).append(worker)
-        return consumers
 
     def send(self, task: str, job_id: str, **kwargs: Any) -> None:
         """Enqueue a job's root task under the job's id, so a cancel can revoke it.

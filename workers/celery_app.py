@@ -40,6 +40,4 @@ app = Celery(
 app.conf.update(celery_config(get_settings()))
 # Each worker writes its own liveness record; health reads it, never broadcasting.
 app.steps["consumer"].add(LivenessBeat)
-# Each worker writes its own liveness record; health reads it, never broadcasting.
-app.steps["consumer"].add(LivenessBeat)
 app.conf.task_annotations = chunk_time_limits(get_settings())
