@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,11 +22,20 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from visionnet.config.unknown_keys import SettingsError as SettingsError
+from visionnet.config.unknown_keys import check_environ, describe
+
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "VISIONNET_"
 # The demo profile's model, by name: its weights ship with the model worker,
 # which resolves ``builtin:`` refs (config knows no worker paths).
 DEMO_MODEL_REF = "builtin:demo-cifar10"
+
+
+class Section(BaseModel):
+    """A section of the settings; a key it does not know is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def is_loopback(host: str) -> bool:
@@ -39,7 +48,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class WebSettings(BaseModel):
+class WebSettings(Section):
     host: str = Field("127.0.0.1", description="Address the web server binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the web server.")
     api_token: str = Field("", description="Bearer token required on /api/v1; empty = none.")
@@ -55,7 +64,7 @@ class WebSettings(BaseModel):
     threads: int = Field(4, gt=0, description="Threads per web process (gthread only).")
 
 
-class MilvusSettings(BaseModel):
+class MilvusSettings(Section):
     uri: str = Field("", description="Milvus URI; empty = the embedded milvus-lite server.")
     token: str = Field("", description="Milvus token (user:password) for a real server.")
     embedded_port: int = Field(19530, ge=0, le=65535, description="Embedded server port.")
@@ -98,7 +107,7 @@ class MilvusSettings(BaseModel):
     )
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     classifier: str = Field(..., description="Classifier: hub id or local directory.")
     embedder: str = Field(..., description="Embedder: hub id or local directory.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
@@ -162,7 +171,7 @@ class RetentionSettings(BaseModel):
     )
 
 
-class JobSettings(BaseModel):
+class JobSettings(Section):
     chunk_size: int = Field(256, gt=0, description="Files per index chunk.")
     plan_ahead_chunks: int = Field(
         16, gt=0, description="Chunks an index planner queues per step of its walk."
@@ -213,7 +222,7 @@ class JobSettings(BaseModel):
     )
 
 
-class StackSettings(BaseModel):
+class StackSettings(Section):
     worker_stop_wait_s: int = Field(
         120, gt=0, description="On stop, time a worker gets to finish its task before SIGKILL."
     )
@@ -254,7 +263,7 @@ class StackSettings(BaseModel):
         return self
 
 
-class FlowerSettings(BaseModel):
+class FlowerSettings(Section):
     host: str = Field("127.0.0.1", description="Address Flower binds.")
     port: int = Field(5555, ge=0, le=65535, description="Flower port.")
     basic_auth: str = Field("", description="user:password for Flower; empty = none.")
@@ -296,6 +305,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        check_environ(os.environ, settings_cls, ENV_PREFIX, "__")  # typos fail, not ignored
         files: list[Path] = [DEFAULTS_FILE]
         user_file = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
         if user_file:
@@ -368,5 +378,8 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once; ``SettingsError`` says what to fix."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc, Settings)) from None

@@ -9,10 +9,21 @@ from typing import Any, Literal
 
 import click
 
-from visionnet.config.settings import get_settings
+from visionnet.config.settings import SettingsError, get_settings
 
 
-@click.group()
+class _Main(click.Group):
+    """Settings that stop the start are shown as their message, not a traceback: exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            click.echo(f"VisionNet: the settings stop the start:\n{exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """VisionNet: image classification, indexing and similarity search as jobs."""
 
