@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from visionnet.workers.model_worker.listing import Listing, ListingSpill
-from visionnet.workers.model_worker.walk import iter_images
+from visionnet.workers.model_worker.walk import WalkNotes, iter_images
 
 
 def test_a_walk_resumed_after_any_file_yields_exactly_the_rest(tmp_path: Path) -> None:
@@ -143,3 +143,73 @@ def test_the_bisection_finds_the_first_name_after_any_probe(tmp_path: Path) -> N
         want = names[bisect.bisect_right(names, probe) :]
         assert list(listing.names_after(probe)) == want
         assert list(Listing([], names=names).names_after(probe)) == want
+
+
+def _noted_steps(root: Path, step: int, spill: ListingSpill | None, notes: WalkNotes) -> list[str]:
+    """A walk in steps of ``step`` paths and one look-ahead, as the planner runs it."""
+    out: list[str] = []
+    after: str | None = None
+    while True:
+        got = list(
+            iter_images(root, [".jpg"], after=after, limit=step + 1, spill=spill, notes=notes)
+        )
+        out.extend(got[:step])
+        if len(got) <= step:
+            return out
+        after = got[step - 1]
+
+
+def test_files_left_out_for_their_extension_are_noted_per_folder(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    dirs = [tmp_path]
+    for i in range(12):
+        sub = rng.choice(dirs) / f"d{i}"
+        sub.mkdir()
+        dirs.append(sub)
+    expected: dict[str, dict[str, int]] = {}
+    for i in range(200):
+        folder = rng.choice(dirs)
+        ext = rng.choice([".jpg", ".jpg", ".txt", ".cr2", ""])
+        (folder / f"f{i}{ext}").write_bytes(b"x")
+        if ext != ".jpg":
+            counts = expected.setdefault(str(folder), {})
+            counts[ext or "(none)"] = counts.get(ext or "(none)", 0) + 1
+    (tmp_path / "to_a_folder").symlink_to(dirs[1])  # a link to a folder is no skipped file
+    os.mkfifo(tmp_path / "pipe.txt")  # nor is a FIFO
+    whole = WalkNotes()
+    full = list(iter_images(tmp_path, [".jpg"], notes=whole))
+    assert {k: dict(v) for k, v in whole.skipped.items()} == expected
+    assert not whole.unreadable
+    # In steps (re-reading folders, a look-ahead into the next one), each folder's
+    # count is the same: noted when it is read from its start.
+    for step, spill in [(7, None), (5, ListingSpill(tmp_path.parent / "spill", run_names=4))]:
+        notes = WalkNotes()
+        assert _noted_steps(tmp_path, step, spill, notes) == full
+        assert {k: dict(v) for k, v in notes.skipped.items()} == expected
+
+
+def test_a_folder_that_cannot_be_read_is_noted_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tests run as root, whom permission bits do not stop: the refusal is raised.
+    for name in ("a", "locked", "z"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "1.jpg").write_bytes(b"x")
+    locked = str(tmp_path / "locked")
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    notes = WalkNotes()
+    walked = list(iter_images(tmp_path, [".jpg"], notes=notes))
+    assert walked == [str(tmp_path / "a" / "1.jpg"), str(tmp_path / "z" / "1.jpg")]
+    assert notes.unreadable == {locked: "cannot read folder: Permission denied"}
+    gone = WalkNotes()
+    assert list(iter_images(tmp_path / "vanished", [".jpg"], notes=gone)) == []
+    assert gone.unreadable == {
+        str(tmp_path / "vanished"): "cannot read folder: No such file or directory"
+    }

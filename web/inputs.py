@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from visionnet.core.datafiles import archive_root, archive_upload_path, sweep
 from visionnet.core.jobtypes import InputKind
+from visionnet.core.pathtext import to_os
 from visionnet.web.api.common import allowed_path
 from visionnet.web.errors import APIError
 from visionnet.web.services import Services
@@ -39,9 +40,9 @@ def images_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
         sources: list[dict[str, str]] = []
         for path in paths:
             resolved = allowed_path(path)
-            if not Path(resolved).exists():
+            if not Path(to_os(resolved)).exists():
                 raise APIError(404, "not_found", f"{path!r} does not exist")
-            if not Path(resolved).is_file():
+            if not Path(to_os(resolved)).is_file():
                 raise APIError(400, "bad_request", f"{path!r} is not a file")
             sources.append({"path": resolved})
         return JobInput(count, {"sources": sources})
@@ -62,9 +63,9 @@ def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
         return JobInput(0, {"root": str(archive_root(svc.settings, job_id)), "archive": str(saved)})
     given: str = req.source.path  # type: ignore[attr-defined]
     root = allowed_path(given)
-    if not Path(root).exists():
+    if not Path(to_os(root)).exists():
         raise APIError(404, "not_found", f"{given!r} does not exist")
-    if not Path(root).is_dir():
+    if not Path(to_os(root)).is_dir():
         raise APIError(400, "bad_request", f"{given!r} is not a directory")
     return JobInput(0, {"root": root})  # the planner counts the files
 

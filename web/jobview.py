@@ -90,6 +90,13 @@ def job_document(record: dict[str, str], jobs: JobStore, *, live: bool = True) -
             "failed": failed,
             "errors": errors,
             "errors_truncated": failed > len(errors),
+            # Files the walk left out for their extension, by extension ("(none)": no
+            # extension): a folder of unsupported files is not an empty success.
+            "skipped_by_extension": {
+                key.removeprefix("skipped_ext:"): int(value)
+                for key, value in sorted(record.items())
+                if key.startswith("skipped_ext:")
+            },
             "collection": json.loads(record["params"]).get("collection"),
             # Where the time went, summed over chunks (worker seconds, stages overlap).
             "stage_seconds": _stages(record),

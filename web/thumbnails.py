@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 
 from visionnet.config.settings import Settings
 from visionnet.core.paths import PathNotAllowedError, resolve_allowed
+from visionnet.core.pathtext import to_os
 
 SIZES = (64, 128, 256, 512)
 
@@ -34,7 +35,8 @@ def thumbnail(settings: Settings, entry: dict[str, Any], size: int) -> Path:
     if cache.is_file():
         return cache
     try:
-        source = resolve_allowed(entry["path"], settings.readable_roots)
+        # The stored path is its text form: a name that is not UTF-8 has its bytes back.
+        source = resolve_allowed(to_os(entry["path"]), settings.readable_roots)
     except PathNotAllowedError as exc:
         raise ThumbnailError(f"the stored path is not readable here: {exc}") from exc
     try:

@@ -228,6 +228,35 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2])) end
 return 1
 """
 
+# What an index walk saw besides images, counted once per folder however often a
+# stepped or redelivered planner reads it. KEYS: job, seen set, error list. ARGV:
+# now, ttl, max errors, skipped ([{folder, skipped: {ext: n}}] JSON), errors
+# ([{path, error}] JSON). A folder that cannot be read is one failed entry of the job.
+_RECORD_WALK = """
+local job, seen, errs = KEYS[1], KEYS[2], KEYS[3]
+local state = redis.call('HGET', job, 'state')
+if not state then return -1 end
+if state ~= 'running' and state ~= 'queued' then return 0 end
+for _, f in ipairs(cjson.decode(ARGV[4])) do
+  if redis.call('SADD', seen, 's:' .. f.folder) == 1 then
+    for ext, n in pairs(f.skipped) do redis.call('HINCRBY', job, 'skipped_ext:' .. ext, n) end
+  end
+end
+for _, e in ipairs(cjson.decode(ARGV[5])) do
+  if redis.call('SADD', seen, 'e:' .. e.path) == 1 then
+    redis.call('HINCRBY', job, 'total', 1)
+    redis.call('HINCRBY', job, 'done', 1)
+    redis.call('HINCRBY', job, 'failed', 1)
+    if redis.call('LLEN', errs) < tonumber(ARGV[3]) then
+      redis.call('RPUSH', errs, cjson.encode(e))
+    end
+  end
+end
+redis.call('HSET', job, 'updated_at', ARGV[1])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2])) end
+return 1
+"""
+
 # A job that just finished keeps only what a poll reads: its record and its
 # errors, for its type's retention. Its bookkeeping goes: the chunk, planned
 # and claimed sets, the rate samples, each chunk's decision, and the delivery
@@ -283,6 +312,10 @@ PERMANENT_ERRORS = (
     "too many pixels",
     "corrupt image",
     "refused archive entry",
+    # The reader's refusals (reader.py) and a folder no retry of paths can walk.
+    "not a regular file",
+    "file is larger than",
+    "cannot read folder",
 )
 
 
@@ -345,6 +378,7 @@ class JobStore:
         self._set_fields = client.register_script(_SET_FIELDS)
         self._plan_chunk = client.register_script(_PLAN_CHUNK)
         self._decide_once = client.register_script(_DECIDE_ONCE)
+        self._record_walk = client.register_script(_RECORD_WALK)
         self._split_chunk = client.register_script(_SPLIT_CHUNK)
         self._finish = client.register_script(_FINISH)
         self._prune = client.register_script(_PRUNE)
@@ -562,6 +596,29 @@ class JobStore:
             return False
         # An empty report for a chunk number no planner uses re-runs the completion check.
         return self.record_chunk(job_id, ChunkReport(-1, 0, 0, 0, []))
+
+    def record_walk(
+        self,
+        job_id: str,
+        errors: list[dict[str, str]],
+        skipped: dict[str, dict[str, int]],
+    ) -> bool:
+        """Count what a walk step saw besides images, once per folder: ``errors``
+        (folders it could not read, one failed entry each) and ``skipped`` (per
+        folder, files left out per extension; the job's ``skipped_ext:<ext>``)."""
+        if not errors and not skipped:
+            return True
+        key = self.key(job_id)
+        per_folder = [{"folder": f, "skipped": counts} for f, counts in skipped.items()]
+        args: list[str | int] = [
+            _now(),
+            self._ttl,
+            self._max_errors,
+            json.dumps(per_folder),
+            json.dumps(errors),
+        ]
+        out = self._record_walk(keys=[key, key + ":walked", key + ":errors"], args=args)
+        return int(out) == 1
 
     def counters(self) -> dict[str, float]:
         """The service-wide counters (``visionnet.core.metrics``)."""

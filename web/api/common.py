@@ -10,6 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
 from visionnet.core.paths import PathNotAllowedError, resolve_allowed
+from visionnet.core.pathtext import to_os, to_text
 from visionnet.web.errors import APIError
 from visionnet.web.requests import RequestModels
 from visionnet.web.schemas import ErrorBody, JobAccepted
@@ -132,8 +133,10 @@ def parse_request(models: RequestModels) -> BaseModel:
 
 
 def allowed_path(path: str) -> str:
+    """The resolved path, in text form (visionnet.core.pathtext); ``path`` is given in
+    text form too (a byte that is not UTF-8 written ``\\xNN``, a backslash doubled)."""
     try:
-        return str(resolve_allowed(path, services().settings.readable_roots))
+        return to_text(str(resolve_allowed(to_os(path), services().settings.readable_roots)))
     except PathNotAllowedError as exc:
         # Outside the roots this deployment may read: forbidden, whatever the path.
         raise APIError(403, "path_not_allowed", str(exc)) from exc

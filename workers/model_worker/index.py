@@ -25,6 +25,7 @@ from celery import shared_task
 from visionnet.core.datafiles import listings_path, sweep
 from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.core.jobtypes import IndexParams, job_type
+from visionnet.core.pathtext import to_os, to_text
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.archives import ArchiveError, unpack
@@ -34,7 +35,7 @@ from visionnet.workers.model_worker.chunk_reader import ChunkReader, Picture
 from visionnet.workers.model_worker.chunk_sink import ChunkSink
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
-from visionnet.workers.model_worker.walk import chunked, iter_images
+from visionnet.workers.model_worker.walk import WalkNotes, chunked, iter_images
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.moves import moved_files
 from visionnet.workers.vectorstore.staging import StagedChunk
@@ -64,6 +65,12 @@ def plan_index(
 
     ``archive``: an uploaded archive to unpack into ``root`` first; its refused
     entries are chunk 0's failures, and the walk's chunks count from 1.
+
+    Paths (``root``, ``paths``, ``after`` and those in chunk messages) are in
+    their text form (visionnet.core.pathtext): a name that is not UTF-8 is
+    indexed under it. Folders the walk cannot read are the job's errors, files
+    it leaves out for their extension its ``skipped_ext:*`` counts; a root
+    that cannot be read fails the job.
     """
     index_params = IndexParams.model_validate(params)
     collection = index_params.collection
@@ -88,17 +95,25 @@ def plan_index(
         next_chunk = 1
     step = settings.jobs.plan_ahead_chunks
     files: Iterator[str]
+    notes = WalkNotes()
     if paths is not None:
         files = iter(paths[paths.index(after) + 1 :] if after else paths)
     else:
         # One file more than a step takes: it tells the step that more follow.
         wanted = step * settings.jobs.chunk_size + 1
-        files = iter_images(
-            Path(root), settings.jobs.extensions, after=after, limit=wanted, spill=spill
+        walked = iter_images(
+            Path(to_os(root)),
+            settings.jobs.extensions,
+            after=to_os(after) if after else None,
+            limit=wanted,
+            spill=spill,
+            notes=notes,
         )
+        files = (to_text(path) for path in walked)
     last: str | None = None
     for offset, chunk in enumerate(chunked(files, settings.jobs.chunk_size)):
         if offset == step:
+            _record_walk(ctx, job_id, notes)  # before the step that could end the job
             # More to walk: the next step waits behind the chunks just queued.
             self.app.signature(
                 job_type("index").task,
@@ -115,7 +130,23 @@ def plan_index(
         _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection, classify)
         last = chunk[-1]
     spill.remove()
+    if str(Path(to_os(root))) in notes.unreadable:
+        # The source itself is gone or unreadable: a job-level cause.
+        reason = notes.unreadable[str(Path(to_os(root)))]
+        ctx.jobs.transition(job_id, JobState.FAILED, error=f"{reason} ({root})")
+        return
+    _record_walk(ctx, job_id, notes)
     ctx.jobs.finish_planning(job_id)
+
+
+def _record_walk(ctx: Any, job_id: str, notes: WalkNotes) -> None:
+    """The step's unreadable folders and skipped files into the job's record (counted
+    once per folder, so a redelivered or overlapping step adds nothing)."""
+    if not notes:
+        return
+    errors = [{"path": to_text(p), "error": why} for p, why in sorted(notes.unreadable.items())]
+    skipped = {to_text(p): dict(counts) for p, counts in notes.skipped.items()}
+    ctx.jobs.record_walk(job_id, errors, skipped)
 
 
 def _unpack_upload(task: ModelTask, job_id: str, upload: Path, root: Path) -> bool:

@@ -89,7 +89,9 @@ def guard(name: str, step: Callable[[], T], what: str = "corrupt image") -> T | 
 def read_path(path: str, roots: list[Path], max_bytes: int | None = None) -> RawFile | FileError:
     """The file at ``path`` (text form) if it is a regular file under the roots and
     at most ``max_bytes`` long."""
-    return guard(path, lambda: RawFile(path, _read_regular(path, roots, max_bytes)))
+    return guard(
+        path, lambda: RawFile(path, _read_regular(path, roots, max_bytes)), "cannot read file"
+    )
 
 
 def _read_regular(path: str, roots: list[Path], max_bytes: int | None) -> bytes:
