@@ -228,35 +228,6 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2])) end
 return 1
 """
 
-# What an index walk saw besides images, counted once per folder however often a
-# stepped or redelivered planner reads it. KEYS: job, seen set, error list. ARGV:
-# now, ttl, max errors, skipped ([{folder, skipped: {ext: n}}] JSON), errors
-# ([{path, error}] JSON). A folder that cannot be read is one failed entry of the job.
-_RECORD_WALK = """
-local job, seen, errs = KEYS[1], KEYS[2], KEYS[3]
-local state = redis.call('HGET', job, 'state')
-if not state then return -1 end
-if state ~= 'running' and state ~= 'queued' then return 0 end
-for _, f in ipairs(cjson.decode(ARGV[4])) do
-  if redis.call('SADD', seen, 's:' .. f.folder) == 1 then
-    for ext, n in pairs(f.skipped) do redis.call('HINCRBY', job, 'skipped_ext:' .. ext, n) end
-  end
-end
-for _, e in ipairs(cjson.decode(ARGV[5])) do
-  if redis.call('SADD', seen, 'e:' .. e.path) == 1 then
-    redis.call('HINCRBY', job, 'total', 1)
-    redis.call('HINCRBY', job, 'done', 1)
-    redis.call('HINCRBY', job, 'failed', 1)
-    if redis.call('LLEN', errs) < tonumber(ARGV[3]) then
-      redis.call('RPUSH', errs, cjson.encode(e))
-    end
-  end
-end
-redis.call('HSET', job, 'updated_at', ARGV[1])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2])) end
-return 1
-"""
-
 # A job that just finished keeps only what a poll reads: its record and its
 # errors, for its type's retention. Its bookkeeping goes: the chunk, planned
 # and claimed sets, the rate samples, each chunk's decision, and the delivery
