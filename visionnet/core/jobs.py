@@ -605,7 +605,7 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         """Remove a job's record; workers that still hold its tasks find no record and stop."""
         key = self.key(job_id)
-        self._r.delete(key, *self._aux_keys(job_id), key + ":claimed")
+        self._r.delete(key, *self._aux_keys(job_id), key + ":claimed", key + ":walked")
         self._r.zrem(INDEX, job_id)
         self._r.zrem(EXPIRY, job_id)
 
