@@ -123,6 +123,26 @@ def test_a_killed_worker_leaves_health_after_its_ttl(stack: Stack, tmp_path: Pat
     assert bulk_workers(stack), "the stack's own bulk worker must still be listed"
 
 
+def test_a_stopped_worker_leaves_health_at_once(stack: Stack, tmp_path: Path) -> None:
+    name = "models-stopped@host-s"
+    env = dict(stack.env, VISIONNET_STACK__LIVENESS_TTL_S="600")  # expiry cannot be the cause
+    log = tmp_path / "stopped.log"
+    proc = subprocess.Popen(
+        [VISIONNET, "worker", "models", "--name", name, "--queues", "bulk"],
+        env=env,
+        cwd=tmp_path,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: name in bulk_workers(stack), 120), log.read_text()[-3000:]
+    finally:
+        proc.send_signal(signal.SIGTERM)  # warm shutdown: the worker clears its record
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    assert name not in bulk_workers(stack)
+
+
 def record(name: str, queues: list[str], ttl_s: float) -> WorkerRecord:
     return WorkerRecord(
         name=name,

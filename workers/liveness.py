@@ -40,7 +40,8 @@ class LivenessBeat(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, c: Any) -> None:
         stack = get_settings().stack
-        self._registry = WorkerRegistry(connect(get_settings().effective_redis_url, 2.0))
+        if self._registry is None:  # one client for the worker's life, across reconnects
+            self._registry = WorkerRegistry(connect(get_settings().effective_redis_url, 2.0))
         self._beat(c, stack.liveness_ttl_s)  # at once: health sees a new worker right away
         self._tref = c.timer.call_repeatedly(
             stack.liveness_interval_s, self._beat, (c, stack.liveness_ttl_s)
