@@ -9,10 +9,13 @@ The stack runs under supervisord as users run it; its timeouts are shortened
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +38,7 @@ from tests.helpers import (
 )
 from tests.tiny_model import build_tiny_model
 from visionnet.core.redis_conn import connect
+from visionnet.workers.store_writer.writer_lock import LOCK_KEY, hold_writer_lock
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -374,46 +378,114 @@ def test_writer_commits_staged_chunks_in_groups_and_bounds_the_backlog(
     assert max(groups) >= 3, groups
 
 
-def test_a_chunk_that_kills_its_worker_every_time_is_given_up(fault_stack: FaultStack) -> None:
-    """A poison chunk: its model worker process dies on each of the 3 runs allowed."""
-    client = connect(fault_stack.redis_url)
-    before = set(client.scan_iter("visionnet:delivery:*"))
+class PoisonKiller(threading.Thread):
+    """SIGKILLs the model worker's pool process each time a chunk holding ``poison`` starts.
+
+    What a file that crashes its decoder in C does, done from outside: the test
+    watches the messages the worker holds (kombu's ``unacked`` hash) and each
+    chunk task's start counter (``visionnet:delivery:<task id>:<retry>``, which
+    the task bumps as it starts), and kills the pool process on every start of
+    a chunk with the poison file, up to the delivery cap (3): past it the task
+    gives up instead of running.
+    """
+
+    def __init__(self, stack: FaultStack, poison: str) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.poison = stack, poison
+        self.client = connect(stack.redis_url)
+        self.killed: dict[str, int] = {}  # task id -> the last start killed
+        self.chunks: set[int] = set()  # chunk numbers that held the poison file
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.005):
+            for raw in self.client.hvals("unacked"):
+                payload = json.loads(raw)[0]
+                headers = payload["headers"]
+                if headers.get("task") != "visionnet.index.embed_chunk":
+                    continue
+                _args, kwargs, _embed = json.loads(base64.b64decode(payload["body"]))
+                if self.poison not in kwargs["paths"]:
+                    continue
+                task_id = headers["id"]
+                started = int(
+                    self.client.get(f"visionnet:delivery:{task_id}:{headers.get('retries') or 0}")
+                    or 0
+                )
+                if self.killed.get(task_id, 0) < started <= 3:
+                    self.killed[task_id] = started
+                    self.chunks.add(kwargs["chunk_no"])
+                    try:
+                        self.stack.pool_child("models").send_signal(signal.SIGKILL)
+                    except (AssertionError, psutil.Error):  # between pool processes
+                        self.killed[task_id] = started - 1
+
+
+def test_a_chunk_that_kills_its_worker_every_time_is_split_until_the_file_stands_alone(
+    fault_stack: FaultStack,
+) -> None:
+    """A poison file among 7 good ones (one chunk): its process dies on every run.
+
+    The chunk is split in halves at the delivery cap (3 runs), and the half that
+    still kills its process again, down to the poison file alone: only it fails.
+    """
     folder = fault_stack.root / "poison"
-    write_images(folder, range(6000, 6016), fmt="JPEG")  # one chunk
-    body = {"source": {"path": str(folder)}, "collection": "poison"}
-    job_id = submit(fault_stack.base, "index", json=body)
-    deadline = time.monotonic() + 120
-    while client.hget(f"visionnet:job:{job_id}", "planned") != "1":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    for run in (1, 2, 3):
-        # Every run gets its own deadline: a message lost between the kill and its
-        # rejection comes back only after jobs.redelivery_timeout_s (15 s here).
-        deadline = time.monotonic() + 150
-        started = time.monotonic()
-        while True:  # the planner's run is counted first, then the chunk's runs
-            # Only this job's counters: earlier tests' redelivered tasks left
-            # counters of 2 and more, which would look like this chunk's next run.
-            keys = set(client.scan_iter("visionnet:delivery:*")) - before
-            runs = [int(client.get(k) or 0) for k in keys]
-            if len(keys) >= 2 and max(runs) >= run:
-                break
-            assert time.monotonic() < deadline, (
-                f"run {run} of the chunk never started: deliveries {runs}, "
-                f"job {client.hgetall(f'visionnet:job:{job_id}')}"
-            )
-            time.sleep(0.05)
-        print(f"run {run} of the chunk started after {time.monotonic() - started:.1f} s")
-        time.sleep(0.5)  # inside the chunk's forward passes
-        victim = fault_stack.pool_child("models")
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
-    job = wait_job(fault_stack.base, job_id, timeout=180)
-    assert job["state"] == "succeeded", job  # given up: the job ends, its files counted
+    write_images(folder, range(6000, 6008), fmt="JPEG")
+    poison = str(folder / "img_6003.jpg")
+    killer = PoisonKiller(fault_stack, poison)
+    killer.start()
+    try:
+        body = {"source": {"path": str(folder)}, "collection": "poison"}
+        job = wait_job(fault_stack.base, submit(fault_stack.base, "index", json=body), timeout=600)
+    finally:
+        killer.done.set()
+        killer.join()
+    assert job["state"] == "succeeded", job
     result = job["result"]
-    assert (result["total"], result["indexed"], result["failed"]) == (16, 0, 16)
-    assert all("died each of the 3 times" in e["error"] for e in result["errors"])
-    assert not with_milvus(fault_stack.milvus_uri, lambda c: c.has_collection("poison"))
+    assert (result["total"], result["indexed"], result["failed"]) == (8, 7, 1)
+    assert [e["path"] for e in result["errors"]] == [poison]
+    assert "died each of the 3 times" in result["errors"][0]["error"]
+    assert counts(job) == {"total": 8, "done": 8, "failed": 1}
+    assert fault_stack.count("poison") == 7
+    # The chunk of 8, then halves of 4, 2 and 1 held the poison file, each killed 3 times.
+    assert len(killer.chunks) == 4 and set(killer.killed.values()) == {3}, killer.killed
+
+
+def test_a_store_writer_that_lost_its_lock_writes_nothing_until_it_has_it_back(
+    fault_stack: FaultStack,
+) -> None:
+    """A second writer takes the lock (as after a stall longer than its TTL): the
+    store writer pauses, no row is written and the job waits; the lock handed
+    back, the job ends exact."""
+    client = connect(fault_stack.redis_url)
+    store_log = fault_stack.tmp / "data" / "logs" / "store.log"
+    seen = store_log.stat().st_size
+    client.delete(LOCK_KEY)
+    thief = hold_writer_lock(client, wait_s=5, ttl_s=6)
+    try:
+        job_id, collection = index_folder(fault_stack, "fenced")
+        deadline = time.monotonic() + 120
+        while True:
+            with store_log.open() as f:
+                f.seek(seen)
+                if "writes paused" in f.read():
+                    break
+            assert time.monotonic() < deadline, "the store writer never paused"
+            time.sleep(0.1)
+        # Chunks are embedded and staged, and wait: nothing written, nothing counted.
+        while client.zcard("visionnet:staged-index") < 4:
+            assert time.monotonic() < deadline, "chunks were never staged"
+            time.sleep(0.1)
+        job = progress(fault_stack, job_id)
+        assert job["state"] == "running" and job["progress"]["done"] == 0, job
+        assert not with_milvus(fault_stack.milvus_uri, lambda c: c.has_collection(collection))
+    finally:
+        thief.release()
+    job = wait_job(fault_stack.base, job_id, timeout=300)
+    assert_exact(fault_stack, job, collection)
+    with store_log.open() as f:
+        f.seek(seen)
+        assert "writes resume" in f.read()
 
 
 def test_ctrl_c_mid_job_stops_in_order_and_up_finishes_the_job(fault_stack: FaultStack) -> None:
