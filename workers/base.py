@@ -127,7 +127,8 @@ class VisionTask(Task):  # type: ignore[misc]
     """Base of every VisionNet task.
 
     - Redis or Milvus restarting: retried with backoff (``TRANSIENT_ERRORS``).
-    - Any other error, or retries exhausted: the task's job fails with the reason.
+    - Any other error, or retries exhausted: the task's job fails with the reason
+      (``settle_failure``; an index chunk's task fails only the chunk's files).
     - The task's process died while running it (SIGKILL, OOM, a segfault in a
       decoder): Celery hands the message back (``task_reject_on_worker_lost``).
       Each start is counted in Redis; past ``jobs.max_deliveries`` the task is
