@@ -37,11 +37,27 @@ def up(no_flower: bool) -> None:
     workers (warm shutdown), then Milvus, then Redis. Each process logs to
     ``<data_dir>/logs/<name>.log``.
     """
+    import time
+
     from visionnet.stack import child_env, supervisor_paths, write_supervisor_config
+    from visionnet.unacked import live_stack_processes
 
     settings = get_settings()
     settings.data_path.mkdir(parents=True, exist_ok=True)
-    conf = write_supervisor_config(settings, flower=not no_flower)
+    # What the workers of an earlier embedded stack held when it died goes back
+    # to the queues as soon as Redis is up (visionnet.unacked), not after
+    # jobs.redelivery_timeout_s; only if none of them runs. An external Redis: never.
+    hand_back_before: float | None = None
+    if not settings.redis_url:
+        hand_back_before = time.time()
+        alive = live_stack_processes(settings)
+        if alive:
+            hand_back_before = None
+            click.echo("VisionNet: an earlier stack on this data directory still runs: "
+                       + ", ".join(alive[:5]))  # fmt: skip
+    conf = write_supervisor_config(
+        settings, flower=not no_flower, hand_back_before=hand_back_before
+    )
     flower = "off" if no_flower else f"http://{settings.flower.host}:{settings.flower.port}/"
     click.echo(
         f"VisionNet: web http://{settings.web.host}:{settings.web.port}/  Flower {flower}  "
@@ -58,7 +74,13 @@ def up(no_flower: bool) -> None:
 
 @main.command("check-redis", hidden=True)
 @click.option("--stop-stack", is_flag=True, help="On a problem, stop the supervising parent.")
-def check_redis(stop_stack: bool) -> None:
+@click.option(
+    "--hand-back-before",
+    type=float,
+    default=None,
+    help="Then put the tasks delivered before this Unix time (to a stack now gone) back.",
+)
+def check_redis(stop_stack: bool, hand_back_before: float | None) -> None:
     """Check that the embedded Redis keeps job records (persistence settings read back)."""
     import signal
 
@@ -67,11 +89,26 @@ def check_redis(stop_stack: bool) -> None:
     problems = redis_persistence_problems(get_settings())
     if not problems:
         click.echo("VisionNet: Redis persistence checked (append-only file, fsync on every write)")
+        if hand_back_before is not None:
+            _hand_back(hand_back_before)
         return
     click.echo("VisionNet: stopping, job records would not survive: " + "; ".join(problems))
     if stop_stack:
         os.kill(os.getppid(), signal.SIGTERM)
     sys.exit(1)
+
+
+def _hand_back(before: float) -> None:
+    """The earlier stack's unacknowledged tasks, back in their queues (visionnet.unacked)."""
+    from visionnet.unacked import hand_back
+
+    try:
+        count = hand_back(get_settings(), before)
+    except Exception as exc:  # they still come back after jobs.redelivery_timeout_s
+        click.echo(f"VisionNet: could not hand back the stopped stack's tasks: {exc!r}")
+        sys.exit(1)
+    if count:
+        click.echo(f"VisionNet: {count} task(s) the stopped stack held are queued again")
 
 
 @main.command("stack-guard", hidden=True)

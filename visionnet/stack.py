@@ -108,14 +108,24 @@ def _cli() -> str:
     return str(Path(sys.executable).with_name("visionnet"))
 
 
-def programs(settings: Settings, *, flower: bool = True) -> list[Program]:
-    """Every supervised process of the embedded stack, in start order."""
+def programs(
+    settings: Settings, *, flower: bool = True, hand_back_before: float | None = None
+) -> list[Program]:
+    """Every supervised process of the embedded stack, in start order.
+
+    ``hand_back_before``: the one-shot Redis check then also puts the tasks
+    delivered before that time (to an earlier stack, now gone) back in their
+    queues (``visionnet.unacked``).
+    """
     cli = _cli()
     stop_wait = settings.stack.worker_stop_wait_s
     progs: list[Program] = []
     if not settings.redis_url:
         progs.append(Program("redis", redis_server_argv(settings), 10))
-        progs.append(Program("redis-check", [cli, "check-redis", "--stop-stack"], 11))
+        check = [cli, "check-redis", "--stop-stack"]
+        if hand_back_before is not None:
+            check += ["--hand-back-before", f"{hand_back_before:.6f}"]
+        progs.append(Program("redis-check", check, 11))
     nice = settings.stack.store_nice
     if not settings.milvus.uri and settings.milvus.engine == "lite":
         progs.append(Program("milvus", milvus_server_argv(settings), 20, nice=nice))
@@ -157,7 +167,9 @@ def supervisor_paths(settings: Settings) -> dict[str, Path]:
     }
 
 
-def supervisor_config(settings: Settings, *, flower: bool = True) -> str:
+def supervisor_config(
+    settings: Settings, *, flower: bool = True, hand_back_before: float | None = None
+) -> str:
     """supervisord's configuration for the embedded stack (written under the data dir)."""
     paths = supervisor_paths(settings)
     conf = configparser.RawConfigParser()
@@ -178,7 +190,7 @@ def supervisor_config(settings: Settings, *, flower: bool = True) -> str:
     }
     conf["supervisorctl"] = {"serverurl": f"unix://{paths['socket']}"}
     nice = shutil.which("nice")
-    for prog in programs(settings, flower=flower):
+    for prog in programs(settings, flower=flower, hand_back_before=hand_back_before):
         argv = [nice, "-n", str(prog.nice), *prog.argv] if prog.nice and nice else prog.argv
         section: dict[str, str] = {
             "command": shlex.join(argv),
@@ -222,11 +234,14 @@ def supervisor_config(settings: Settings, *, flower: bool = True) -> str:
     return out.getvalue()
 
 
-def write_supervisor_config(settings: Settings, *, flower: bool = True) -> Path:
+def write_supervisor_config(
+    settings: Settings, *, flower: bool = True, hand_back_before: float | None = None
+) -> Path:
     paths = supervisor_paths(settings)
     paths["run"].mkdir(parents=True, exist_ok=True, mode=0o700)
     paths["logs"].mkdir(parents=True, exist_ok=True)
-    paths["conf"].write_text(supervisor_config(settings, flower=flower))
+    conf = supervisor_config(settings, flower=flower, hand_back_before=hand_back_before)
+    paths["conf"].write_text(conf)
     return paths["conf"]
 
 
