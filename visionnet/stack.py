@@ -85,6 +85,11 @@ def redis_server_argv(settings: Settings) -> list[str]:
         f"{settings.stack.redis_maxmemory_mb}mb",
         "--maxmemory-policy",
         "noeviction",
+        # A finished one-image job's record holds its result, a value of about
+        # 700 bytes: up to 1 KB a hash stays a compact listpack (about 960
+        # bytes a record here) instead of a hash table (about 1,800).
+        "--hash-max-ziplist-value",
+        "1024",
         "--loglevel",
         "warning",
     ]
