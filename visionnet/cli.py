@@ -306,7 +306,6 @@ def _store_writer_lock() -> Any:
     return lock
 
 
-
 def _launch_gpu_workers(gpus: list[str], queues: str, loglevel: str) -> int:
     """One ``visionnet worker models --gpu N`` process per GPU; stops them all together.
 

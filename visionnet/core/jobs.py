@@ -276,7 +276,6 @@ end
 return #due
 """
 
-
 # Per-file errors that no retry can change: the bytes themselves are the problem.
 PERMANENT_ERRORS = (
     "not an image format we read",
@@ -350,9 +349,9 @@ class JobStore:
         self._plan_chunk = client.register_script(_PLAN_CHUNK)
         self._decide_once = client.register_script(_DECIDE_ONCE)
         self._record_walk = client.register_script(_RECORD_WALK)
-        self._split_chunk = client.register_script(_SPLIT_CHUNK)
         self._finish = client.register_script(_FINISH)
         self._prune = client.register_script(_PRUNE)
+        self._split_chunk = client.register_script(_SPLIT_CHUNK)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -474,7 +473,6 @@ class JobStore:
         keys = [self.key(job_id), EXPIRY]
         return int(self._finish(keys=keys, args=[job_id, self._retention, self._ttl, time.time()]))
 
-
     def start(self, job_id: str, **fields: Any) -> bool:
         """Mark a job running (setting ``fields`` in the same write); False if it was
         cancelled or expired before it ran."""
@@ -549,7 +547,6 @@ class JobStore:
         if ended:
             self.finished(job_id)
         return ended
-
 
     def split_chunk(self, job_id: str, chunk_no: int, halves: tuple[int, int]) -> int:
         """Replace chunk ``chunk_no`` by the chunks ``halves`` (its files, split), once.
