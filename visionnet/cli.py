@@ -162,6 +162,23 @@ def catalog_rebuild(names: tuple[str, ...]) -> None:
         click.echo(f"{name}: {count} images")
 
 
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--collection", "-c", required=True, help="The collection to fill.")
+@click.option("--uri", default="", help="Milvus URI (default: milvus.uri, or the embedded one).")
+@click.option("--token", default="", help="Milvus token (default: milvus.token).")
+def import_file(file: Path, collection: str, uri: str, token: str) -> None:
+    """Load an export file (Parquet: ids, metadata, vectors) into a collection of any
+    store, without embedding again; re-running it writes the same rows."""
+    from visionnet.workers.store_writer.importer import ImportRefusedError, import_with_progress
+
+    try:
+        summary = import_with_progress(get_settings(), file, collection, uri=uri, token=token)
+    except ImportRefusedError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(summary.describe())
+
+
 @main.command()
 def web() -> None:
     """Serve the web front end (gunicorn: web.workers processes x web.threads threads)."""

@@ -216,6 +216,10 @@ class VectorStore:
             self._client.flush(name, timeout=self._timeout)
         self._wrote(name)
 
+    def flush(self, name: str) -> None:
+        """Seal what was written so far: Milvus Lite keeps unflushed rows in memory only."""
+        self._client.flush(name, timeout=self._timeout)
+
     def get_vector(self, name: str, vector_id: str) -> list[float] | None:
         rows = self._with_loaded(
             name,
