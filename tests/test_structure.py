@@ -26,6 +26,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "visionnet": (),
     "visionnet.cli": ("visionnet",),
     "visionnet.stack": ("visionnet",),
+    # Container healthchecks: liveness records and settings, nothing of a role.
+    "visionnet.probe": CORE,
     # The API client knows the API only; its CLI commands add the local settings.
     "visionnet.client": (),
     "visionnet.cli_client": ("visionnet.client", "visionnet.config"),
