@@ -260,7 +260,11 @@ def run_chunks(
         for c in range(0, len(paths), sizes.chunk_size):
             mapper = ChunkMapper(embedder, None, False, passes, lanes)
             reader = ChunkReader(
-                readers, [root], MAX_FILE_BYTES, embedder.input_size, mapper.runner.prepare_ahead
+                readers,
+                [root.resolve()],  # as the worker's readable_roots: resolved
+                MAX_FILE_BYTES,
+                embedder.input_size,
+                mapper.runner.prepare_ahead,
             )
             t0 = time.perf_counter()
             read = reader.read(paths[c : c + sizes.chunk_size])
@@ -297,6 +301,10 @@ def part_pipeline(
         "source": f"{images.name}: {len(originals)} JPEGs, copied to distinct files",
         "chunk_size": sizes.chunk_size,
         "batch_size": sizes.batch_size,
+        "how": "each chunk read and hashed by every reader thread, then its batches decoded "
+        "and preprocessed, one batch per reader thread, decode_ahead + 1 batches at a time "
+        "(the worker's: mapper.lanes, 1 on a GPU) and never past the chunk's end; one pass "
+        "thread runs the model",
         "variants": [],
     }
     for threads, ahead in sizes.pipeline_variants:
