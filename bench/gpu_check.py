@@ -42,7 +42,7 @@ Parts, in order, each skipped with "skipped: out of time" when the deadline
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -100,8 +100,9 @@ class Report:
 def ensure_heif(wheels: Path) -> str:
     """pillow_heif, which the reader imports: installed, from the offline wheels, or a
     stand-in that registers nothing (JPEGs only, said in the JSON)."""
-    if importlib.util.find_spec("pillow_heif") is not None:
+    if importable("pillow_heif"):
         return "installed"
+    why = f"no pillow_heif wheel in {wheels}"
     if any(wheels.glob("pillow_heif-*.whl")):
         target = Path(tempfile.gettempdir()) / "gpu_check_site"
         pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
@@ -109,12 +110,21 @@ def ensure_heif(wheels: Path) -> str:
         done = subprocess.run([*pip, "pillow_heif"], check=False)
         sys.path.insert(0, str(target))
         importlib.invalidate_caches()
-        if done.returncode == 0 and importlib.util.find_spec("pillow_heif") is not None:
+        if done.returncode == 0 and importable("pillow_heif"):
             return f"installed from {wheels}"
+        why = f"the wheel in {wheels} did not install or import"
     stub = types.ModuleType("pillow_heif")
     stub.register_heif_opener = lambda: None  # type: ignore[attr-defined]
     sys.modules["pillow_heif"] = stub
-    return "stand-in (no wheel): HEIC not read; this check reads JPEGs only"
+    return f"stand-in ({why}): HEIC not read; this check reads JPEGs only"
+
+
+def importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def environment(device: str, heif: str) -> dict[str, Any]:
