@@ -13,6 +13,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -48,6 +49,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def url_host(host: str) -> str:
+    """A host as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 class WebSettings(Section):
     host: str = Field("127.0.0.1", description="Address the web server binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the web server.")
@@ -68,6 +74,11 @@ class MilvusSettings(Section):
     uri: str = Field("", description="Milvus URI; empty = the embedded milvus-lite server.")
     token: str = Field("", description="Milvus token (user:password) for a real server.")
     embedded_port: int = Field(19530, ge=0, le=65535, description="Embedded server port.")
+    embedded_host: str = Field(
+        "127.0.0.1",
+        description="Address the embedded Milvus serves clients on; not loopback (model "
+        'workers on other hosts): engine = "server" with a token only.',
+    )
     engine: Literal["lite", "server"] = Field(
         "lite", description="Embedded store: milvus-lite, or a real Milvus standalone server."
     )
@@ -243,6 +254,15 @@ class StackSettings(Section):
         "above 0 their segment and index building yields the CPU to the models (index "
         "jobs faster, searches during them slower).",
     )
+    redis_bind: str = Field(
+        "",
+        description="The embedded Redis also listens on TCP at this address (for workers on "
+        "other hosts); empty: the unix socket only. Not loopback: redis_password required.",
+    )
+    redis_port: int = Field(6379, ge=1, le=65535, description="TCP port with redis_bind.")
+    redis_password: str = Field(
+        "", description="Password of the embedded Redis (requirepass); empty: none."
+    )
     liveness_interval_s: float = Field(
         2.0, gt=0, description="How often a worker writes its liveness record to Redis."
     )
@@ -328,12 +348,49 @@ class Settings(BaseSettings):
                 f"flower.host={self.flower.host!r} is not loopback: "
                 "set VISIONNET_FLOWER__BASIC_AUTH=user:password"
             )
+        if not is_loopback(self.stack.redis_bind or "127.0.0.1") and not self.stack.redis_password:
+            raise ValueError(
+                f"stack.redis_bind={self.stack.redis_bind!r} is not loopback: set "
+                "VISIONNET_STACK__REDIS_PASSWORD (other hosts then use "
+                "redis://:PASSWORD@host:port/0)"
+            )
+        self._check_milvus_host()
         if self.milvus.direct_writes and not self.milvus.uri and self.milvus.engine == "lite":
             raise ValueError(
                 "milvus.direct_writes needs a real Milvus server (milvus.uri, or "
                 'milvus.engine = "server"): Milvus Lite corrupts its log under several writers'
             )
         return self
+
+    def _check_milvus_host(self) -> None:
+        """An embedded Milvus that other hosts reach must ask for a password.
+
+        Milvus Lite has no authentication at all; the real 2.3.5 server checks
+        ``user:password`` tokens once authorization is on (``milvus_server``
+        turns it on and sets root's password from ``milvus.token``).
+        """
+        m = self.milvus
+        if m.uri:
+            return
+        if m.engine == "server" and m.token:
+            user, _, password = m.token.partition(":")
+            if user != "root" or not password or password == "Milvus":
+                raise ValueError(
+                    "milvus.token for the embedded server must be root:<password> (not "
+                    "Milvus' default password): the server's root password is set from it"
+                )
+        if is_loopback(m.embedded_host):
+            return
+        if m.engine == "lite":
+            raise ValueError(
+                f"milvus.embedded_host={m.embedded_host!r} is not loopback, and Milvus Lite "
+                'has no authentication: use milvus.engine = "server" with milvus.token'
+            )
+        if not m.token:
+            raise ValueError(
+                f"milvus.embedded_host={m.embedded_host!r} is not loopback: set "
+                "VISIONNET_MILVUS__TOKEN=root:<password>"
+            )
 
     @property
     def milvus_is_lite(self) -> bool:
@@ -351,11 +408,22 @@ class Settings(BaseSettings):
 
     @property
     def effective_redis_url(self) -> str:
-        return self.redis_url or f"redis+socket://{self.redis_socket}"
+        """The URL every process of this host uses: the given one, else the embedded Redis's
+        (its TCP address when it serves other hosts, so all of them use the same URL)."""
+        if self.redis_url:
+            return self.redis_url
+        s = self.stack
+        if not s.redis_bind:
+            if s.redis_password:
+                return f"redis+socket://:{quote(s.redis_password, safe='')}@{self.redis_socket}"
+            return f"redis+socket://{self.redis_socket}"
+        auth = f":{quote(s.redis_password, safe='')}@" if s.redis_password else ""
+        return f"redis://{auth}{url_host(s.redis_bind)}:{s.redis_port}/0"
 
     @property
     def effective_milvus_uri(self) -> str:
-        return self.milvus.uri or f"http://127.0.0.1:{self.milvus.embedded_port}"
+        host = url_host(self.milvus.embedded_host)
+        return self.milvus.uri or f"http://{host}:{self.milvus.embedded_port}"
 
     @property
     def classifier_ref(self) -> str:

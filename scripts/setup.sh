@@ -36,3 +36,17 @@ if [[ ",$extras," == *",test,"* ]] && ! command -v chromium > /dev/null; then
     echo "WARNING: no chromium and no root apt-get: browser tests will be skipped" >&2
   fi
 fi
+
+# The two-host test makes its hosts from network namespaces with `ip` and reads
+# their listeners with `ss` (both in iproute2), as root.
+if [[ ",$extras," == *",test,"* ]] && ! command -v ip > /dev/null; then
+  if command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing iproute2 (apt) for the two-host test ..." >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; } \
+        > .venv/apt-iproute2.log 2>&1; then
+      echo "WARNING: could not install iproute2 (see .venv/apt-iproute2.log): the two-host test will be skipped" >&2
+    fi
+  else
+    echo "WARNING: no ip command and no root apt-get: the two-host test will be skipped" >&2
+  fi
+fi

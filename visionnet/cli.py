@@ -30,8 +30,17 @@ def main() -> None:
 
 @main.command()
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
-def up(no_flower: bool) -> None:
-    """Start the embedded stack on this machine under supervisord; Ctrl-C stops all of it.
+@click.option(
+    "--roles",
+    default="all",
+    show_default=True,
+    help="What this host runs, comma-separated: redis, milvus, web, store, interactive, "
+    "models, flower (e.g. 'models' on a GPU host, given the main host's redis_url and "
+    "milvus.uri).",
+)
+def up(no_flower: bool, roles: str) -> None:
+    """Start the embedded stack (or this host's roles of it) under supervisord; Ctrl-C
+    stops all of it.
 
     A process that dies is restarted; Ctrl-C stops web and Flower, then the
     workers (warm shutdown), then Milvus, then Redis. Each process logs to
@@ -39,16 +48,29 @@ def up(no_flower: bool) -> None:
     """
     import time
 
-    from visionnet.stack import child_env, supervisor_paths, write_supervisor_config
+    from visionnet.stack import (
+        RolesError,
+        check_roles,
+        child_env,
+        parse_roles,
+        supervisor_paths,
+        write_supervisor_config,
+    )
     from visionnet.unacked import live_stack_processes
 
     settings = get_settings()
+    try:
+        chosen = parse_roles(roles)
+        check_roles(settings, chosen)
+    except RolesError as exc:
+        raise click.UsageError(str(exc)) from exc
     settings.data_path.mkdir(parents=True, exist_ok=True)
     # What the workers of an earlier embedded stack held when it died goes back
     # to the queues as soon as Redis is up (visionnet.unacked), not after
-    # jobs.redelivery_timeout_s; only if none of them runs. An external Redis: never.
+    # jobs.redelivery_timeout_s; only if none of them runs. An external Redis, or
+    # one that serves other hosts' workers: never.
     hand_back_before: float | None = None
-    if not settings.redis_url:
+    if "redis" in chosen and not settings.redis_url and not settings.stack.redis_bind:
         hand_back_before = time.time()
         alive = live_stack_processes(settings)
         if alive:
@@ -56,13 +78,15 @@ def up(no_flower: bool) -> None:
             click.echo("VisionNet: an earlier stack on this data directory still runs: "
                        + ", ".join(alive[:5]))  # fmt: skip
     conf = write_supervisor_config(
-        settings, flower=not no_flower, hand_back_before=hand_back_before
+        settings, flower=not no_flower, hand_back_before=hand_back_before, roles=chosen
     )
-    flower = "off" if no_flower else f"http://{settings.flower.host}:{settings.flower.port}/"
+    on = "off" if no_flower or "flower" not in chosen else "on"
+    flower = f"http://{settings.flower.host}:{settings.flower.port}/" if on == "on" else on
+    web = f"http://{settings.web.host}:{settings.web.port}/" if "web" in chosen else "off"
     click.echo(
-        f"VisionNet: web http://{settings.web.host}:{settings.web.port}/  Flower {flower}  "
+        f"VisionNet: web {web}  Flower {flower}  "
         f"data {settings.data_path}  logs {supervisor_paths(settings)['logs']}  "
-        f"profile {settings.profile}"
+        f"profile {settings.profile}  roles {','.join(chosen)}"
     )
     supervisord = Path(sys.executable).with_name("supervisord")
     sys.stdout.flush()
@@ -144,6 +168,8 @@ def milvus_server() -> None:
             m.server_bin_dir.expanduser(),
             isolate=m.server_isolation == "netns",
             overrides={"dataCoord.segment.maxSize": str(m.server_segment_max_mb)},
+            host=m.embedded_host,
+            root_password=m.token.partition(":")[2] if m.token else "",
         )
     except (IsolationError, PortTakenError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -13,9 +13,15 @@ Why a network namespace: Milvus 2.3.5 binds its eight gRPC servers and its
 metrics server on all interfaces, hard-coded (only the ``ip`` it advertises can
 be set). Where this process may create a network namespace (root or
 CAP_SYS_ADMIN), the server runs in one that has only ``lo``, and this process
-relays the client and metrics ports from the host's 127.0.0.1: nothing else is
-reachable from outside. Elsewhere it refuses to start unless
+relays the client port from the host's ``milvus.embedded_host`` (127.0.0.1 unless
+model workers on other hosts must reach it) and the metrics port from 127.0.0.1:
+nothing else is reachable from outside. Elsewhere it refuses to start unless
 ``milvus.server_isolation = "none"`` says to accept the open ports.
+
+Why a root password: a server that other hosts reach must not take anonymous
+clients. With ``milvus.token`` (``root:<password>``) the server runs with
+authorization on, and before the relay lets any client in, root's password
+(Milvus' default is "Milvus") is changed to the token's (``set_root_password``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import re
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -67,8 +74,11 @@ class PortTakenError(RuntimeError):
     """One of the server's host ports is held by another process."""
 
 
-def bind_exposed(base: int, names: list[str]) -> list[tuple[socket.socket, int]]:
-    """Listen on 127.0.0.1 at the server's ``names`` ports, for the relay.
+def bind_exposed(
+    base: int, names: list[str], hosts: dict[str, str] | None = None
+) -> list[tuple[socket.socket, int]]:
+    """Listen at the server's ``names`` ports, for the relay: on 127.0.0.1, or the
+    address ``hosts`` gives a name.
 
     A port in use is named with its role and where it comes from, so a user
     whose ``milvus.embedded_port + 1`` is taken does not have to guess.
@@ -76,16 +86,18 @@ def bind_exposed(base: int, names: list[str]) -> list[tuple[socket.socket, int]]
     listeners: list[tuple[socket.socket, int]] = []
     for name in names:
         port = ports(base)[name]
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        host = (hosts or {}).get(name, "127.0.0.1")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError as exc:
             sock.close()
             for held, _ in listeners:
                 held.close()
             raise PortTakenError(
-                f"the Milvus server cannot listen on 127.0.0.1:{port}, its {name} "
+                f"the Milvus server cannot listen on {host}:{port}, its {name} "
                 f"(milvus.embedded_port {base} + {PORT_OFFSETS[name]}): {exc.strerror}. "
                 f"Another process holds it; the server needs ports {base}-"
                 f"{base + max(PORT_OFFSETS.values())}: choose another milvus.embedded_port."
@@ -194,8 +206,17 @@ def run(
     *,
     isolate: bool,
     overrides: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    root_password: str = "",
 ) -> None:
-    """Become the Milvus server (never returns)."""
+    """Become the Milvus server (never returns).
+
+    ``root_password``: authorization on, root's password set to it before any
+    client gets in (isolated), or as soon as the server answers (not isolated).
+    """
+    overrides = dict(overrides or {})
+    if root_password:
+        overrides["common.security.authorizationEnabled"] = "true"
     configs = write_config(data, base, overrides)
     bin_dir = unpack_binaries(bin_base)
     exe = str(bin_dir / "milvus")
@@ -211,12 +232,72 @@ def run(
     sys.stdout.flush()
     if isolate:
         # Bound on the host before leaving its network.
-        _run_isolated(exe, argv, env, bind_exposed(base, ["proxy_port", "metrics_port"]))
+        listeners = bind_exposed(base, ["proxy_port", "metrics_port"], {"proxy_port": host})
+        _run_isolated(exe, argv, env, listeners, root_password)
+    if root_password:
+        # No relay to hold clients back: a child sets the password once the server answers.
+        _password_setter(ports(base)["proxy_port"], root_password)
     os.execve(exe, argv, env)
 
 
+def _password_setter(port: int, password: str) -> subprocess.Popen[bytes]:
+    """A process that sets root's password (``set_root_password``) on the server at ``port``.
+
+    Its own process, so that the relay never imports pymilvus and gRPC; the
+    password travels in its environment, not on a command line.
+    """
+    code = (
+        "import os, sys; from visionnet.milvus_server import set_root_password; "
+        "set_root_password(int(sys.argv[1]), os.environ.pop('MILVUS_ROOT_PASSWORD'))"
+    )
+    env = dict(os.environ, MILVUS_ROOT_PASSWORD=password)
+    return subprocess.Popen([sys.executable, "-c", code, str(port)], env=env)
+
+
+def set_root_password(port: int, password: str, wait_s: float = 300.0) -> None:
+    """Wait for the server on 127.0.0.1:``port``; make root's password ``password``.
+
+    Kept if it already is (a restart); changed from Milvus' default otherwise.
+    Neither accepted: root's password is something else (an earlier token), which
+    only its owner can change: say so and fail, rather than serve on.
+    """
+    import time
+
+    from pymilvus import MilvusClient, MilvusException
+
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_s
+    answered = False
+    while time.monotonic() < deadline:
+        for token in (f"root:{password}", "root:Milvus"):
+            try:
+                client = MilvusClient(uri=uri, token=token, timeout=5)
+            except MilvusException as exc:
+                answered = answered or "illegal connection" in str(exc.message)
+                continue
+            try:
+                if token != f"root:{password}":
+                    client.update_password("root", "Milvus", password)
+                    print("VisionNet: the Milvus server's root password is set from milvus.token")
+                return
+            finally:
+                client.close()
+        time.sleep(1)
+    why = (
+        "it refuses both milvus.token and Milvus' default password: root's password was "
+        "set to something else (an earlier token); set milvus.token to it"
+        if answered
+        else f"it did not answer within {wait_s:.0f}s"
+    )
+    raise RuntimeError(f"cannot set the Milvus server's root password: {why}")
+
+
 def _run_isolated(
-    exe: str, argv: list[str], env: dict[str, str], listeners: list[tuple[socket.socket, int]]
+    exe: str,
+    argv: list[str],
+    env: dict[str, str],
+    listeners: list[tuple[socket.socket, int]],
+    root_password: str = "",
 ) -> None:
     """Run the server in a network namespace of its own; relay ``listeners`` from 127.0.0.1."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -236,6 +317,13 @@ def _run_isolated(
         os.execve(exe, argv, env)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda n, _f: os.kill(pid, n))
+    if root_password:
+        # Clients wait in the listeners' backlog until root's password is set.
+        port = listeners[0][1]
+        if _password_setter(port, root_password).wait() != 0:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+            os._exit(1)
     status = asyncio.run(_relay(pid, listeners))
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 

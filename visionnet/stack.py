@@ -4,6 +4,11 @@ One machine by default: a private Redis on a unix socket, one milvus-lite
 server on loopback, one model worker, the single store writer, Flower and the
 web server. Anything given by URL (Redis, Milvus) is used instead of started.
 
+Several hosts: each runs the roles it serves (``ROLES``), e.g. the main host
+``redis,milvus,web,store,flower`` (its Redis on TCP with a password, the real
+Milvus server on an address the others reach, with a token) and a GPU host
+``models`` only, given the main host's Redis and Milvus by URL.
+
 supervisord restarts a process that dies, and on Ctrl-C or SIGTERM stops the
 programs one at a time in reverse priority: web and Flower first, then the
 model worker (warm shutdown: the task at hand finishes), then the store writer
@@ -26,6 +31,43 @@ from pathlib import Path
 from visionnet.config.settings import Settings
 from visionnet.core.queues import BULK_QUEUE
 from visionnet.gpus import visible_gpus
+
+# What ``visionnet up --roles`` may name; all of them is the one-machine stack.
+ROLES = ("redis", "milvus", "web", "store", "interactive", "models", "flower")
+# Roles whose processes read or write the vector store.
+_STORE_ROLES = {"store", "interactive", "models"}
+
+
+class RolesError(ValueError):
+    """The roles asked for cannot run with these settings; the message says what to set."""
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """``redis,milvus`` -> the roles, checked; "all" (or empty) -> every role."""
+    names = [r.strip() for r in text.split(",") if r.strip()]
+    if not names or names == ["all"]:
+        return ROLES
+    unknown = [r for r in names if r not in ROLES]
+    if unknown:
+        raise RolesError(f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
+    return tuple(r for r in ROLES if r in names)
+
+
+def check_roles(settings: Settings, roles: tuple[str, ...]) -> None:
+    """What a host without a role must be told instead: where the main host's Redis and
+    Milvus are."""
+    if "redis" not in roles and not settings.redis_url:
+        raise RolesError(
+            "without the redis role, set redis_url (VISIONNET_REDIS_URL) to the main "
+            "host's Redis, e.g. redis://:PASSWORD@10.0.0.1:6379/0"
+        )
+    needs_store = _STORE_ROLES & set(roles)
+    if "milvus" not in roles and needs_store and not settings.milvus.uri:
+        raise RolesError(
+            f"without the milvus role, the {', '.join(sorted(needs_store))} role(s) need "
+            "milvus.uri (VISIONNET_MILVUS__URI, and VISIONNET_MILVUS__TOKEN) of the main "
+            "host's Milvus, e.g. http://10.0.0.1:19530"
+        )
 
 
 @dataclass(frozen=True)
@@ -56,10 +98,21 @@ def redis_server_binary() -> str:
 def redis_server_argv(settings: Settings) -> list[str]:
     state = settings.redis_socket.parent
     state.mkdir(parents=True, exist_ok=True)
+    s = settings.stack
+    head = [redis_server_binary()]
+    if s.redis_password:
+        # In a file only its user reads, not on the command line that ps shows.
+        auth = state / "auth.conf"
+        auth.touch(mode=0o600)
+        auth.chmod(0o600)
+        escaped = s.redis_password.replace("\\", "\\\\").replace('"', '\\"')
+        auth.write_text(f'requirepass "{escaped}"\n')
+        head.append(str(auth))
+    # No TCP listener at all unless other hosts must reach it: only the unix socket.
+    tcp = ["--bind", s.redis_bind, "--port", str(s.redis_port)] if s.redis_bind else ["--port", "0"]
     return [
-        redis_server_binary(),
-        "--port",
-        "0",  # no TCP listener at all: only the unix socket
+        *head,
+        *tcp,
         "--unixsocket",
         str(settings.redis_socket),
         "--unixsocketperm",
@@ -103,7 +156,7 @@ def milvus_server_argv(settings: Settings) -> list[str]:
         "--data-dir",
         str(settings.data_path / "milvus"),
         "--host",
-        "127.0.0.1",
+        settings.milvus.embedded_host,
         "--port",
         str(settings.milvus.embedded_port),
     ]
@@ -114,14 +167,28 @@ def _cli() -> str:
 
 
 def programs(
-    settings: Settings, *, flower: bool = True, hand_back_before: float | None = None
+    settings: Settings,
+    *,
+    flower: bool = True,
+    hand_back_before: float | None = None,
+    roles: tuple[str, ...] = ROLES,
 ) -> list[Program]:
-    """Every supervised process of the embedded stack, in start order.
+    """The supervised processes of this host's roles (all: the embedded stack), in start order.
 
     ``hand_back_before``: the one-shot Redis check then also puts the tasks
     delivered before that time (to an earlier stack, now gone) back in their
     queues (``visionnet.unacked``).
     """
+    progs = [p for p in _all_programs(settings, hand_back_before) if _role(p.name) in roles]
+    return [p for p in progs if flower or p.name != "flower"]
+
+
+def _role(program: str) -> str:
+    """The role a program belongs to: redis-check to redis, models-gpu0 to models."""
+    return program.split("-")[0]
+
+
+def _all_programs(settings: Settings, hand_back_before: float | None) -> list[Program]:
     cli = _cli()
     stop_wait = settings.stack.worker_stop_wait_s
     progs: list[Program] = []
@@ -155,8 +222,7 @@ def programs(
     pinned: tuple[tuple[str, str], ...] = (("CUDA_VISIBLE_DEVICES", gpus[0]),) if gpus else ()
     interactive = [cli, "worker", "interactive", *pin]
     progs.append(Program("interactive", interactive, 41, stop_wait, signal_group=False, env=pinned))
-    if flower:
-        progs.append(Program("flower", [cli, "flower"], 50, 10))
+    progs.append(Program("flower", [cli, "flower"], 50, 10))
     progs.append(Program("web", [cli, "web"], 60, 10))
     return progs
 
@@ -173,7 +239,11 @@ def supervisor_paths(settings: Settings) -> dict[str, Path]:
 
 
 def supervisor_config(
-    settings: Settings, *, flower: bool = True, hand_back_before: float | None = None
+    settings: Settings,
+    *,
+    flower: bool = True,
+    hand_back_before: float | None = None,
+    roles: tuple[str, ...] = ROLES,
 ) -> str:
     """supervisord's configuration for the embedded stack (written under the data dir)."""
     paths = supervisor_paths(settings)
@@ -195,7 +265,7 @@ def supervisor_config(
     }
     conf["supervisorctl"] = {"serverurl": f"unix://{paths['socket']}"}
     nice = shutil.which("nice")
-    for prog in programs(settings, flower=flower, hand_back_before=hand_back_before):
+    for prog in programs(settings, flower=flower, hand_back_before=hand_back_before, roles=roles):
         argv = [nice, "-n", str(prog.nice), *prog.argv] if prog.nice and nice else prog.argv
         section: dict[str, str] = {
             "command": shlex.join(argv),
@@ -240,12 +310,18 @@ def supervisor_config(
 
 
 def write_supervisor_config(
-    settings: Settings, *, flower: bool = True, hand_back_before: float | None = None
+    settings: Settings,
+    *,
+    flower: bool = True,
+    hand_back_before: float | None = None,
+    roles: tuple[str, ...] = ROLES,
 ) -> Path:
     paths = supervisor_paths(settings)
     paths["run"].mkdir(parents=True, exist_ok=True, mode=0o700)
     paths["logs"].mkdir(parents=True, exist_ok=True)
-    conf = supervisor_config(settings, flower=flower, hand_back_before=hand_back_before)
+    conf = supervisor_config(
+        settings, flower=flower, hand_back_before=hand_back_before, roles=roles
+    )
     paths["conf"].write_text(conf)
     return paths["conf"]
 

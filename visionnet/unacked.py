@@ -75,8 +75,11 @@ def hand_back(settings: Settings, delivered_before: float) -> int:
     took them is alive. Returns how many went back.
     """
     # The stack's children see the private Redis by URL (child_env): only that one.
-    if settings.effective_redis_url != f"redis+socket://{settings.redis_socket}":
-        raise ValueError("never with an external Redis: other hosts' workers may hold them")
+    if settings.redis_url or settings.stack.redis_bind:
+        raise ValueError(
+            "never with an external Redis, or one that serves other hosts (stack.redis_bind): "
+            "their workers may hold them"
+        )
     from kombu.connection import Connection
 
     from visionnet.core.queues import celery_config
