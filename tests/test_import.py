@@ -66,12 +66,17 @@ def exported(lite_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
+@pytest.fixture(scope="module")
+def imported(server_stack: Stack, exported: Path) -> subprocess.CompletedProcess[str]:
+    """The export imported into the server stack (its settings: its Milvus, its Redis)."""
+    return import_file(server_stack, exported, TARGET)
+
+
 def test_a_lite_collection_moves_to_the_server_with_the_same_rows_and_top10(
-    lite_stack: Stack, server_stack: Stack, exported: Path
+    lite_stack: Stack, server_stack: Stack, exported: Path, imported: Any
 ) -> None:
-    done = import_file(server_stack, exported, TARGET)
-    assert done.returncode == 0, done.stderr
-    assert "24 new, 0 already there" in done.stdout
+    assert imported.returncode == 0, imported.stderr
+    assert "24 new, 0 already there" in imported.stdout
 
     source, target = stored_rows(lite_stack, SOURCE), stored_rows(server_stack, TARGET)
     assert set(target) == set(source) and len(source) == 24
@@ -103,7 +108,7 @@ def test_a_lite_collection_moves_to_the_server_with_the_same_rows_and_top10(
 
 
 def test_a_file_of_another_model_or_dimension_is_refused(
-    server_stack: Stack, exported: Path, tmp_path: Path
+    server_stack: Stack, exported: Path, imported: Any, tmp_path: Path
 ) -> None:
     table = pq.read_table(exported)
     dim = table.schema.field("vector").type.list_size
@@ -114,14 +119,16 @@ def test_a_file_of_another_model_or_dimension_is_refused(
         pa.field("vector", pa.list_(pa.float32(), dim - 1), nullable=False),
         pa.FixedSizeListArray.from_arrays(flat, dim - 1),
     )
-    first = import_file(server_stack, exported, "import_fit")
-    assert first.returncode == 0, first.stderr
+    assert imported.returncode == 0, imported.stderr
+    before = stored_rows(server_stack, TARGET)
     for name, wrong in (("model.parquet", other_model), ("dim.parquet", shorter)):
         pq.write_table(wrong, tmp_path / name)
-        refused = import_file(server_stack, tmp_path / name, "import_fit")
+        refused = import_file(server_stack, tmp_path / name, TARGET)
         assert refused.returncode == 1, refused.stdout
         assert "holds" in refused.stderr and "Index into another collection" in refused.stderr
-    assert len(stored_rows(server_stack, "import_fit")) == 24
+    after = stored_rows(server_stack, TARGET)
+    assert after.keys() == before.keys()
+    assert all(after[i]["model"] == before[i]["model"] for i in after)
 
 
 def test_milvus_lite_is_not_written_beside_its_store_worker(
