@@ -26,6 +26,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "visionnet": (),
     "visionnet.cli": ("visionnet",),
     "visionnet.stack": ("visionnet",),
+    # The run command's hand-back of a killed stack's messages: part of the stack.
+    "visionnet.unacked": ("visionnet",),
     # Container healthchecks: liveness records and settings, nothing of a role.
     "visionnet.probe": CORE,
     # The API client knows the API only; its CLI commands add the local settings.
@@ -41,6 +43,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "visionnet.workers.model_worker",
         "visionnet.workers.base",
         "visionnet.workers.commit",  # direct writes to a real Milvus server
+        "visionnet.workers.chunk_errors",  # a chunk's files failed, the job goes on
+        "visionnet.workers.moves",  # moved files, found here and applied by the writer
         "visionnet.workers.models",
         "visionnet.workers.vectorstore",
         *CORE,
@@ -49,6 +53,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "visionnet.workers.store_writer",
         "visionnet.workers.base",
         "visionnet.workers.commit",
+        "visionnet.workers.chunk_errors",
         "visionnet.workers.vectorstore",
         *CORE,
     ),
