@@ -18,7 +18,7 @@ from visionnet.workers.vectorstore.staging import StagedChunk, StagingArea
 
 
 def _index(stack: Stack, folder: str) -> dict[str, int]:
-    body = {"source": {"path": folder}, "collection": "moved"}
+    body = {"source": {"path": folder}, "collection": "relocated"}
     job = wait_job(stack.base, submit(stack.base, "index", json=body))
     assert job["state"] == "succeeded", job
     result: dict[str, int] = job["result"]
@@ -37,7 +37,7 @@ def test_a_moved_folder_gets_its_new_paths(stack: Stack) -> None:
     new_paths = {cid: str(after / "day1" / p.name) for cid, p in zip(ids, paths, strict=True)}
 
     # The search, the image view and the thumbnails read the new paths.
-    query = {"image_id": ids[0], "k": 10, "collection": "moved"}
+    query = {"image_id": ids[0], "k": 10, "collection": "relocated"}
     hits = wait_job(stack.base, submit(stack.base, "search", json=query))["result"]["hits"]
     assert {h["id"]: h["path"] for h in hits} == new_paths
     for cid, path in new_paths.items():
@@ -49,9 +49,9 @@ def test_a_moved_folder_gets_its_new_paths(stack: Stack) -> None:
         assert thumb.status_code == 200, thumb.text
 
     def rows(client: MilvusClient) -> list[dict[str, object]]:
-        client.load_collection("moved")
+        client.load_collection("relocated")
         found: list[dict[str, object]] = client.query(
-            "moved", filter="", limit=100, output_fields=["path"]
+            "relocated", filter="", limit=100, output_fields=["path"]
         )
         return found
 

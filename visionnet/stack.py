@@ -223,7 +223,9 @@ def _all_programs(settings: Settings, hand_back_before: float | None) -> list[Pr
     interactive = [cli, "worker", "interactive", *pin]
     progs.append(Program("interactive", interactive, 41, stop_wait, signal_group=False, env=pinned))
     progs.append(Program("flower", [cli, "flower"], 50, 10))
-    progs.append(Program("web", [cli, "web"], 60, 10))
+    # Longer than gunicorn's own graceful_timeout (10 s, web/server.py): supervisord's
+    # SIGKILL must never cut a graceful stop short (a loaded host took over 10 s).
+    progs.append(Program("web", [cli, "web"], 60, 20))
     return progs
 
 
