@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pymilvus import MilvusClient
 
 from tests.conftest import Stack
 from tests.helpers import make_image, sha256_file, submit, wait_job, with_milvus
+from visionnet.core.pathtext import to_text
 
 COLLECTION = "managed"
 
@@ -220,3 +222,27 @@ def test_export_downloads_every_row_with_its_vector(
     assert missing["state"] == "failed" and "does not exist" in missing["error"]
     r = requests.get(f"{stack.base}/api/v1/jobs/{missing['id']}/export", timeout=10)
     assert r.status_code == 409
+
+
+def test_a_prefix_in_the_text_form_finds_folders_that_are_not_utf8(stack: Stack) -> None:
+    """Folder names that are not UTF-8 (``\\xNN`` in the text form) or hold a backslash
+    (doubled) are searched and deleted by their prefix, on both stores."""
+    top = stack.root / os.fsdecode(b"bytes_\xfe")
+    odd = _write(top / os.fsdecode(b"raw\xff\\dir"), range(560, 563), (40, 40))
+    plain = _write(top / "plain", range(563, 566), (40, 40))
+    collection = "managed_bytes"
+    body = {"source": {"path": to_text(str(top))}, "collection": collection}
+    job = wait_job(stack.base, submit(stack.base, "index", json=body))
+    assert (job["state"], job["result"]["indexed"]) == ("succeeded", 6), job
+
+    prefix = to_text(str(odd[0].parent)) + "/"
+    assert "\\xff" in prefix and "\\\\dir" in prefix
+    query = {"image_id": sha256_file(plain[0]), "k": 50, "collection": collection}
+    hits = wait_job(stack.base, submit(stack.base, "search", json={**query, "path_prefix": prefix}))
+    assert {h["path"] for h in hits["result"]["hits"]} == {to_text(str(p)) for p in odd}, hits
+
+    delete = {"collection": collection, "path_prefix": prefix}
+    job = wait_job(stack.base, submit(stack.base, "delete", json=delete))
+    assert (job["state"], job["result"]["deleted"]) == ("succeeded", 3), job
+    left = wait_job(stack.base, submit(stack.base, "search", json=query))["result"]["hits"]
+    assert {h["path"] for h in left} == {to_text(str(p)) for p in plain}

@@ -41,10 +41,10 @@ def test_a_moved_folder_gets_its_new_paths(stack: Stack) -> None:
     hits = wait_job(stack.base, submit(stack.base, "search", json=query))["result"]["hits"]
     assert {h["id"]: h["path"] for h in hits} == new_paths
     for cid, path in new_paths.items():
-        image = requests.get(f"{stack.base}/api/v1/images/{cid}?collection=moved", timeout=10)
+        image = requests.get(f"{stack.base}/api/v1/images/{cid}?collection=relocated", timeout=10)
         assert image.json()["path"] == path
         thumb = requests.get(
-            f"{stack.base}/api/v1/images/{cid}/thumbnail?collection=moved", timeout=10
+            f"{stack.base}/api/v1/images/{cid}/thumbnail?collection=relocated", timeout=10
         )
         assert thumb.status_code == 200, thumb.text
 
@@ -62,7 +62,7 @@ def test_a_moved_folder_gets_its_new_paths(stack: Stack) -> None:
     copy.mkdir()
     shutil.copy(after / "day1" / paths[0].name, copy / "same.png")
     assert _index(stack, str(copy)) == {"indexed": 0, "skipped": 1, "moved": 0, "failed": 0}
-    image = requests.get(f"{stack.base}/api/v1/images/{ids[0]}?collection=moved", timeout=10)
+    image = requests.get(f"{stack.base}/api/v1/images/{ids[0]}?collection=relocated", timeout=10)
     assert image.json()["path"] == new_paths[ids[0]]
 
 

@@ -90,7 +90,7 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
                 str | None,
                 Field(
                     None,
-                    pattern=r"^/[^\\\u0000]*$",
+                    pattern=r"^/(?:[^\\\u0000]|\\\\|\\x[0-9a-f]{2})*$",
                     max_length=4096,
                     description="Every image whose stored path starts with this (absolute).",
                 ),

@@ -68,9 +68,12 @@ class SearchParams(BaseModel):
     # Filters: only rows matching every one given are searched.
     path_prefix: str | None = Field(
         None,
-        pattern=r"^/[^\\\u0000]*$",
+        pattern=r"^/(?:[^\\\u0000]|\\\\|\\x[0-9a-f]{2})*$",
         max_length=4096,
-        description="Only images whose stored path starts with this (absolute; no backslash).",
+        description=(
+            "Only images whose stored path starts with this (absolute, in the text form of "
+            "paths: a backslash only as \\\\ or \\xNN)."
+        ),
     )
     min_width: int | None = Field(None, ge=0, description="Only images at least this wide.")
     max_width: int | None = Field(None, ge=0, description="Only images at most this wide.")

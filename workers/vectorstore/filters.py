@@ -5,8 +5,9 @@ quote cannot end the literal. A path prefix is a range of strings, not a
 ``like`` pattern: the two stores disagree on ``like`` (Milvus Lite reads ``_``
 as a wildcard and needs it escaped; the 2.3 server reads it literally and
 refuses the escape), while ``>=``/``<`` on a VARCHAR compare the same in both
-(measured on both; see tests/test_manage_images.py). Paths with a backslash
-are refused by the request model, to keep escaping out of the question.
+(measured on both; see tests/test_manage_images.py). A backslash reaches a
+prefix only as the text form of paths writes it (``\\\\`` or ``\\xNN``, checked by
+the request model) and is escaped in the literal like any other.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ def prefix_range(field: str, prefix: str) -> str:
     ``next`` raises the last character by one: the first string after every
     string that starts with ``prefix`` (UTF-8 byte order is code point order).
     """
-    if "\\" in prefix:
-        raise FilterError("a path prefix cannot contain a backslash")
     if not prefix:
         return ""
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else ""
