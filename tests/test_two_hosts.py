@@ -13,12 +13,12 @@ exact counts. A's listeners are only on loopback and A's address.
 
 The test process stays in the root namespace, which has no route to either:
 its HTTP to A's web runs in a thread that entered A's namespace (``setns``
-affects only the calling thread).
+affects only the calling thread). The namespace and stack helpers are in
+tests/netns.py, shared with bench/two_hosts.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -27,138 +27,37 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import psutil
 import pytest
 import requests
 
-from tests.conftest import VISIONNET, stack_env
+from tests.conftest import stack_env
 from tests.helpers import FINAL, write_images
+from tests.netns import (
+    ADDR_A,
+    MILVUS_PORT,
+    MILVUS_TOKEN,
+    REDIS_PASSWORD,
+    REDIS_PORT,
+    WEB_PORT,
+    InNetns,
+    TwoHosts,
+    delete_namespaces,
+    make_namespaces,
+    stop,
+    up_in,
+    wait_for_workers,
+)
 from tests.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.timeout(600)
 
-ADDR_A, ADDR_B = "10.231.7.1", "10.231.7.2"
-REDIS_PORT, MILVUS_PORT, WEB_PORT = 6379, 19530, 8000
-REDIS_PASSWORD = "two hosts: p@ss/w0rd"  # needs quoting in a URL
-MILVUS_TOKEN = "root:two-hosts-milvus"
 FILES = 256  # 16 chunks: enough that a host slowed by a busy machine still gets some
 CHUNK = 16
-CLONE_NEWNET = 0x40000000
-T = TypeVar("T")
-
-
-class InNetns:
-    """Calls run in a thread that entered a network namespace (the rest of us stay out)."""
-
-    def __init__(self, name: str) -> None:
-        self._pool = ThreadPoolExecutor(1, initializer=self._enter, initargs=(name,))
-
-    @staticmethod
-    def _enter(name: str) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {name}")
-        finally:
-            os.close(fd)
-
-    def __call__(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        return self._pool.submit(fn, *args, **kw).result()
-
-    def close(self) -> None:
-        self._pool.shutdown()
-
-
-@dataclass
-class TwoHosts:
-    ns_a: str
-    ns_b: str
-    root: Path
-    a: subprocess.Popen[bytes]
-    b: subprocess.Popen[bytes]
-    in_a: InNetns
-    in_b: InNetns
-    logs: dict[str, Path]
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{WEB_PORT}/api/v1"
-
-    def get(self, path: str) -> requests.Response:
-        return self.in_a(requests.get, self.base + path, timeout=10)
-
-    def health(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.get("/health").json()
-        return body
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
-
-
-def _make_namespaces(ns_a: str, ns_b: str, veth: str) -> None:
-    for ns in (ns_a, ns_b):
-        _ip("netns", "add", ns)
-        _ip("-n", ns, "link", "set", "lo", "up")
-    _ip("link", "add", f"{veth}a", "type", "veth", "peer", "name", f"{veth}b")
-    for ns, end, addr in ((ns_a, "a", ADDR_A), (ns_b, "b", ADDR_B)):
-        _ip("link", "set", f"{veth}{end}", "netns", ns)
-        _ip("-n", ns, "addr", "add", f"{addr}/30", "dev", f"{veth}{end}")
-        _ip("-n", ns, "link", "set", f"{veth}{end}", "up")
-
-
-def _up_in(ns: str, host: str, env: dict[str, str], roles: str, log: Path) -> Any:
-    """``visionnet up --roles ROLES`` inside namespace ``ns``, under host name ``host``.
-
-    ``ip netns exec``, ``unshare`` and the shell all exec: the pid is supervisord's.
-    """
-    script = f'hostname {host} && exec "$0" up --roles {roles}'
-    return subprocess.Popen(
-        ["ip", "netns", "exec", ns, "unshare", "--uts", "sh", "-c", script, VISIONNET],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _wait_for_workers(hosts: TwoHosts, names: set[str], timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        for proc in (hosts.a, hosts.b):
-            if proc.poll() is not None:
-                raise AssertionError(f"a host's stack exited: {_tails(hosts)}")
-        try:
-            last = hosts.health()
-            if names <= {w["name"] for w in last["workers"]}:
-                return dict(last)
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"workers {names} not in health after {timeout}s: {last}\n{_tails(hosts)}")
-
-
-def _tails(hosts: TwoHosts) -> str:
-    return "\n".join(f"--- {k}\n{v.read_text()[-3000:]}" for k, v in hosts.logs.items())
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=180)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -168,10 +67,9 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
     tag = f"{os.getpid() % 100000}"
     ns_a, ns_b, veth = f"vn24a-{tag}", f"vn24b-{tag}", f"vn{tag}"
     try:
-        _make_namespaces(ns_a, ns_b, veth)
+        make_namespaces(ns_a, ns_b, veth)
     except (subprocess.CalledProcessError, OSError) as exc:
-        for ns in (ns_a, ns_b):
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        delete_namespaces(ns_a, ns_b)
         err = getattr(exc, "stderr", "") or exc
         pytest.skip(f"TWO-HOST TEST SKIPPED: cannot make network namespaces (needs root): {err}")
     tmp = tmp_path_factory.mktemp("two-hosts")
@@ -210,20 +108,18 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
         VISIONNET_MILVUS__URI=f"http://{ADDR_A}:{MILVUS_PORT}",
     )
     logs = {"a": tmp / "a.log", "b": tmp / "b.log"}
-    a = _up_in(ns_a, "vn-host-a", env_a, "redis,milvus,web,store,flower,models", logs["a"])
-    b = _up_in(ns_b, "vn-host-b", env_b, "models", logs["b"])
+    a = up_in(ns_a, "vn-host-a", env_a, "redis,milvus,web,store,flower,models", logs["a"])
+    b = up_in(ns_b, "vn-host-b", env_b, "models", logs["b"])
     hosts = TwoHosts(ns_a, ns_b, root, a, b, InNetns(ns_a), InNetns(ns_b), logs)
     try:
-        _wait_for_workers(hosts, {"store@vn-host-a", "models@vn-host-a", "models@vn-host-b"})
+        wait_for_workers(hosts, {"store@vn-host-a", "models@vn-host-a", "models@vn-host-b"})
         yield hosts
     finally:
-        # In order: deleting B's namespace takes the veth pair, and A's address, with it.
         for proc in (b, a):
-            _stop(proc)
+            stop(proc)
         hosts.in_a.close()
         hosts.in_b.close()
-        for ns in (ns_a, ns_b):
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        delete_namespaces(ns_a, ns_b)
 
 
 def test_health_names_the_host_of_each_queue(two_hosts: TwoHosts) -> None:
