@@ -75,7 +75,10 @@ def hand_back(settings: Settings, delivered_before: float) -> int:
     took them is alive. Returns how many went back.
     """
     # The stack's children see the private Redis by URL (child_env): only that one.
-    if settings.redis_url or settings.stack.redis_bind:
+    # (a password, without a bind, rides in that URL: redis+socket://:PW@/path).
+    url = settings.effective_redis_url
+    private = url.startswith("redis+socket://") and url.endswith(str(settings.redis_socket))
+    if settings.stack.redis_bind or not private:
         raise ValueError(
             "never with an external Redis, or one that serves other hosts (stack.redis_bind): "
             "their workers may hold them"

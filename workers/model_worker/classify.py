@@ -11,6 +11,7 @@ from visionnet.core.jobtypes import ClassifyParams, job_type
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.images import Decoded, process_images, succeed
 from visionnet.workers.model_worker.sources import Source
+from visionnet.workers.model_worker.upload_blobs import released_after_last_attempt, upload_keys
 from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
 from visionnet.workers.models.loading import ModelUnavailableError
 
@@ -19,6 +20,12 @@ from visionnet.workers.models.loading import ModelUnavailableError
 def classify(
     self: ModelTask, *, job_id: str, sources: list[Source], params: dict[str, Any]
 ) -> None:
+    # Uploads go after the last attempt (success, verdict, cancel), never before a retry.
+    with released_after_last_attempt(self, self.ctx.blobs, upload_keys(sources)):
+        _classify(self, job_id, sources, params)
+
+
+def _classify(self: ModelTask, job_id: str, sources: list[Source], params: dict[str, Any]) -> None:
     ctx = self.ctx
     top_k = ClassifyParams.model_validate(params).top_k or ctx.settings.jobs.default_top_k
     if not ctx.jobs.start(job_id):

@@ -15,12 +15,19 @@ from visionnet.core.jobtypes import EmbedParams, job_type
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.images import Decoded, process_images, succeed
 from visionnet.workers.model_worker.sources import Source
+from visionnet.workers.model_worker.upload_blobs import released_after_last_attempt, upload_keys
 from visionnet.workers.models.info import RANDOM_WEIGHTS_NOTICE
 from visionnet.workers.models.loading import ModelUnavailableError
 
 
 @shared_task(name=job_type("embed").task, base=ModelTask, bind=True, acks_late=True)
 def embed(self: ModelTask, *, job_id: str, sources: list[Source], params: dict[str, Any]) -> None:
+    # Uploads go after the last attempt (success, verdict, cancel), never before a retry.
+    with released_after_last_attempt(self, self.ctx.blobs, upload_keys(sources)):
+        _embed(self, job_id, sources, params)
+
+
+def _embed(self: ModelTask, job_id: str, sources: list[Source], params: dict[str, Any]) -> None:
     EmbedParams.model_validate(params)
     ctx = self.ctx
     if not ctx.jobs.start(job_id):

@@ -2,7 +2,8 @@
 
 A file that cannot be read or decoded gets an error entry of its own and the
 rest go on; progress is counted after every batch (the last one's with the
-job's end), and a cancelled job stops at the next batch.
+job's end), and a cancelled job stops at the next batch. Uploaded sources are
+deleted by the task around it (``upload_blobs``), after its last attempt.
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ def process_images(
         # The last batch's count goes with the job's end (``succeed``): one write.
         if start + batch_size < len(sources):
             ctx.jobs.set_progress(job_id, len(results), failed)
-    ctx.blobs.delete(*[s["blob"] for s in sources if "blob" in s])
     return results
 
 

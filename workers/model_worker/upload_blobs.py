@@ -12,7 +12,7 @@ pool process that dies leaves them for the redelivered message; the blob's TTL
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,6 +49,11 @@ def released_after_last_attempt(
             _delete(blobs, keys)
         raise
     _delete(blobs, keys)
+
+
+def upload_keys(sources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The blob keys of a job's uploaded sources (a source by path has none)."""
+    return [str(source["blob"]) for source in sources if "blob" in source]
 
 
 def _delete(blobs: BlobStore, keys: Sequence[str]) -> None:
