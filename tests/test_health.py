@@ -104,14 +104,7 @@ def test_a_killed_worker_leaves_health_after_its_ttl(stack: Stack, tmp_path: Pat
         stack.env, VISIONNET_STACK__LIVENESS_INTERVAL_S="0.5", VISIONNET_STACK__LIVENESS_TTL_S="3"
     )
     log = tmp_path / "killed.log"
-    proc = subprocess.Popen(
-        [VISIONNET, "worker", "models", "--name", name, "--queues", "bulk"],
-        env=env,
-        cwd=tmp_path,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_bulk_worker(name, env, log)
     try:
         assert wait_for(lambda: name in bulk_workers(stack), 120), log.read_text()[-3000:]
         workers = {w["name"]: w for w in health(stack)["workers"]}
@@ -127,20 +120,25 @@ def test_a_stopped_worker_leaves_health_at_once(stack: Stack, tmp_path: Path) ->
     name = "models-stopped@host-s"
     env = dict(stack.env, VISIONNET_STACK__LIVENESS_TTL_S="600")  # expiry cannot be the cause
     log = tmp_path / "stopped.log"
-    proc = subprocess.Popen(
-        [VISIONNET, "worker", "models", "--name", name, "--queues", "bulk"],
-        env=env,
-        cwd=tmp_path,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_bulk_worker(name, env, log)
     try:
         assert wait_for(lambda: name in bulk_workers(stack), 120), log.read_text()[-3000:]
     finally:
         proc.send_signal(signal.SIGTERM)  # warm shutdown: the worker clears its record
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
     assert name not in bulk_workers(stack)
+
+
+def start_bulk_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A second bulk worker beside the stack's, in its own session (killable as a group)."""
+    return subprocess.Popen(
+        [VISIONNET, "worker", "models", "--name", name, "--queues", "bulk"],
+        env=env,
+        cwd=log.parent,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def record(name: str, queues: list[str], ttl_s: float) -> WorkerRecord:
