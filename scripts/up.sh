@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${VISIONNET_MILVUS__ENGINE:-lite}" = "server" ]; then
-  bash scripts/setup.sh server
+  bash scripts/setup.sh onnx,server
 else
-  bash scripts/setup.sh
+  bash scripts/setup.sh onnx
 fi
 exec .venv/bin/visionnet up "$@"
