@@ -148,8 +148,20 @@ class ModelSettings(Section):
         2, gt=0, description="Threads that read, hash, decode and preprocess while the model runs."
     )
     offline: bool = Field(False, description="Never try the model hub.")
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
-        "auto", description="Weights and activations: auto = bf16 (else fp16) on GPU, fp32 on CPU."
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto",
+        description="What runs the models: auto = onnxruntime for fp32 on a CPU where the onnx "
+        "extra is installed, else torch.",
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = Field(
+        "auto",
+        description="Weights and activations: auto = bf16 on CPUs with AVX512-BF16/AMX, else "
+        "fp32; bf16 (else fp16) on GPUs; int8 only when set, on onnxruntime.",
+    )
+    allow_mixed_vectors: bool = Field(
+        False,
+        description="A collection takes vectors of another runtime/precision of its model "
+        "(only where the writing model's measured recall@10 against fp32 is >= 0.99).",
     )
     channels_last: bool = Field(
         True, description="channels_last memory format for conv nets (GPU and CPU)."
@@ -162,6 +174,30 @@ class ModelSettings(Section):
         "(on for the demo model, off for hub models).",
     )
     warmup: bool = Field(True, description="Load the models and run one pass when a worker starts.")
+
+    @model_validator(mode="after")
+    def _runtime_runs_precision(self) -> ModelSettings:
+        # The same checks and words as workers/models/choice.py's ChoiceError (config
+        # imports no worker code; tests/test_choice.py holds the two to the same text).
+        problem = runtime_conflict(self.runtime, self.precision)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def runtime_conflict(runtime: str, precision: str) -> str | None:
+    """Why ``models.runtime`` cannot run ``models.precision`` on the CPU, or None."""
+    if runtime == "torch" and precision == "int8":
+        return (
+            "models.precision int8 runs on onnxruntime only: set models.runtime to "
+            "onnxruntime or auto"
+        )
+    if runtime == "onnxruntime" and precision in ("bf16", "fp16"):
+        return (
+            f"onnxruntime runs fp32 or int8 on the CPU, not {precision}: set models.runtime "
+            "to torch or auto, or models.precision to fp32, int8 or auto"
+        )
+    return None
 
 
 class RetentionSettings(BaseModel):

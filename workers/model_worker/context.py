@@ -56,6 +56,7 @@ class ModelContext(WorkerContext):
     def models(self) -> ModelRegistry:
         m = self.settings.models
         runtime = Runtime(
+            backend=m.runtime,
             precision=m.precision,
             channels_last=m.channels_last,
             compile=m.compile,

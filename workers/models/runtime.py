@@ -14,16 +14,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
+from visionnet.workers.models.choice import PrecisionName, RuntimeName
+
+Precision = PrecisionName
 FlipInvariance = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)
 class Runtime:
+    """``models.*`` as set; ``backend`` (``models.runtime``) and ``precision`` may be "auto",
+    resolved per device by ``choice.choose`` when a model loads."""
+
     precision: Precision = "auto"
     channels_last: bool = True
     compile: bool = False
     flip_invariant: FlipInvariance = "auto"
+    backend: RuntimeName = "auto"
 
     def flips(self, config: Any) -> bool:
         """Whether a model averages its outputs over each image and its mirror."""
