@@ -270,10 +270,11 @@ async function refreshJobs(cursor = cursors[cursors.length - 1]) {
 async function refreshCollections() {
   try {
     const { collections } = await api("/collections");
-    const select = $("#lookup-collection");
-    const chosen = select.value;
-    select.replaceChildren(...collections.map((c) => el("option", { value: c.name }, `${c.name} (${c.count})`)));
-    if (chosen && collections.some((c) => c.name === chosen)) select.value = chosen;
+    for (const select of [$("#lookup-collection"), $("#dups-collection")]) {
+      const chosen = select.value;
+      select.replaceChildren(...collections.map((c) => el("option", { value: c.name }, `${c.name} (${c.count})`)));
+      if (chosen && collections.some((c) => c.name === chosen)) select.value = chosen;
+    }
     $("#collections tbody").replaceChildren(...collections.map((c) => el("tr", {},
       el("td", {}, c.name), el("td", {}, String(c.count)), el("td", {}, c.model), el("td", {}, String(c.dim)),
       el("td", {}, el("button", { class: "danger", type: "button", onclick: () => dropCollection(c.name) }, "Delete")))));
@@ -283,6 +284,188 @@ async function refreshCollections() {
 async function dropCollection(name) {
   if (!confirm(`Delete collection "${name}" and all its vectors? This cannot be undone.`)) return;
   try { await api(`/collections/${name}`, { method: "DELETE" }); refreshCollections(); } catch (err) { showError(err); }
+}
+
+// --- duplicates ---------------------------------------------------------------
+// A duplicates job groups near-identical images; the user picks one to keep per
+// group (the server suggests the most pixels, then the largest file) and the rest go
+// through the ordinary delete job. Paths are users' text: only ever textContent.
+const DUP_PER_PAGE = 20;
+const dups = { job: null, collection: null, page: 1, total: 0, groups: [], keep: new Map(), deleted: new Set() };
+
+function fmtBytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+// A group's key: its suggested keeper (groups are disjoint, so it is unique).
+const groupKey = (g) => g.keep;
+// The member kept in a group: the user's choice, else the suggestion; "" keeps all.
+const keptIn = (g) => (dups.keep.has(groupKey(g)) ? dups.keep.get(groupKey(g)) : g.keep);
+
+function toDelete() {
+  const ids = [];
+  for (const g of dups.groups) {
+    const kept = keptIn(g);
+    if (kept === "") continue;
+    for (const m of g.members) if (m.id !== kept && !dups.deleted.has(m.id)) ids.push(m);
+  }
+  return ids;
+}
+
+function memberCard(g, m, gi) {
+  const gone = dups.deleted.has(m.id);
+  const kept = keptIn(g) === m.id;
+  const radio = el("input", { type: "radio", name: `keep-${gi}`, value: m.id, checked: kept, disabled: gone,
+                              onchange: () => { dups.keep.set(groupKey(g), m.id); markGroup(gi); } });
+  return el("li", { class: "member", "data-id": m.id },
+    thumb(m.id, m.path),
+    el("div", { class: "cap" },
+      el("label", { class: "choice" }, radio, gone ? " deleted" : " keep",
+        m.id === g.keep ? el("span", { class: "suggested", title: "Most pixels, then the largest file" }, "suggested") : null),
+      el("div", {}, el("span", { class: "size" }, fmtBytes(m.size)), " · ",
+        el("span", { class: "dims" }, m.width && m.height ? `${m.width}×${m.height}` : "size unknown"), " · ",
+        "score ", el("span", { class: "score", title: "Similarity to the group's best member" }, m.score.toFixed(3))),
+      el("div", { class: "path" }, m.path)));
+}
+
+function markGroup(gi) {
+  const g = dups.groups[gi];
+  const node = $(`#dups-groups .dup-group[data-group="${gi}"]`);
+  const kept = keptIn(g);
+  for (const li of node.querySelectorAll("li.member")) {
+    const id = li.dataset.id;
+    li.classList.toggle("kept", id === kept);
+    li.classList.toggle("discard", kept !== "" && id !== kept && !dups.deleted.has(id));
+    li.classList.toggle("deleted", dups.deleted.has(id));
+  }
+  updateDeleteButton();
+}
+
+function updateDeleteButton() {
+  const n = toDelete().length;
+  const button = $("#dups-delete");
+  button.textContent = n ? `Delete the others (${n} on this page)` : "Delete the others";
+  button.disabled = n === 0;
+}
+
+function renderGroups() {
+  const pages = Math.max(1, Math.ceil(dups.total / DUP_PER_PAGE));
+  $("#dups-page").textContent = `Page ${dups.page} of ${pages}`;
+  $("#dups-prev").disabled = dups.page <= 1;
+  $("#dups-next").disabled = dups.page >= pages;
+  if (!dups.groups.length) {
+    $("#dups-groups").replaceChildren(el("p", { class: "muted" }, "No near-duplicates at this threshold."));
+    updateDeleteButton();
+    return;
+  }
+  $("#dups-groups").replaceChildren(...dups.groups.map((g, gi) => {
+    const first = (dups.page - 1) * DUP_PER_PAGE + gi + 1;
+    const keepAll = el("input", { type: "radio", name: `keep-${gi}`, value: "", checked: keptIn(g) === "",
+                                  onchange: () => { dups.keep.set(groupKey(g), ""); markGroup(gi); } });
+    return el("article", { class: "dup-group", "data-group": String(gi), "aria-label": `Group ${first}` },
+      el("div", { class: "row" }, el("strong", {}, `Group ${first}: ${g.size} images`),
+        el("label", { class: "muted" }, keepAll, " keep all (not duplicates)")),
+      el("ul", { class: "members" }, g.members.map((m) => memberCard(g, m, gi))));
+  }));
+  dups.groups.forEach((_, gi) => markGroup(gi));
+}
+
+async function loadGroups(page) {
+  try {
+    const body = await api(`/jobs/${dups.job}/groups?page=${page}&per_page=${DUP_PER_PAGE}`);
+    Object.assign(dups, { page: body.page, total: body.total, groups: body.groups });
+    renderGroups();
+  } catch (err) { showError(err); }
+}
+
+function renderDupJob(job) {
+  const p = job.progress;
+  const active = !FINAL.has(job.state);
+  $("#dups-job").replaceChildren(...[
+    el("div", { class: "row" }, el("strong", {}, "duplicates "),
+      el("span", { class: `state state-${job.state}` }, job.state), el("span", { class: "muted" }, job.id)),
+    active ? el("progress", { max: Math.max(p.total, 1), value: p.done, "aria-label": `${p.done} of ${p.total} images` }) : null,
+    active ? el("div", { class: "row" }, el("span", { class: "counts" }, `${p.done} / ${p.total} images compared`),
+      el("span", {}, fmtEta(p)),
+      el("button", { class: "danger", type: "button", onclick: () => cancel(job.id) }, "Cancel")) : null,
+    job.error ? el("p", { class: "state-failed" }, job.error) : null,
+  ].filter(Boolean));
+}
+
+async function findDuplicates(e) {
+  e.preventDefault();
+  clearError();
+  const body = { collection: $("#dups-collection").value };
+  const threshold = $("#dups-threshold").value;
+  if (threshold !== "") body.threshold = Number(threshold);
+  const prefix = $("#dups-prefix").value.trim();
+  if (prefix) body.path_prefix = prefix;
+  const button = $("#dups-form button");
+  button.disabled = true;
+  $("#dups-result").hidden = true;
+  $("#dups-outcome").replaceChildren();
+  try {
+    const { job_id } = await postJson("/duplicates", body);
+    Object.assign(dups, { job: job_id, collection: body.collection, keep: new Map(), deleted: new Set() });
+    const job = await waitJob(job_id, renderDupJob);
+    refreshJobs();
+    if (job.state !== "succeeded") return;
+    const r = job.result;
+    $("#dups-summary").textContent =
+      `${r.groups} group(s), ${r.images_in_groups} images in them, in ${r.collection} at threshold ${r.threshold}.`;
+    $("#dups-result").hidden = false;
+    await loadGroups(1);
+  } catch (err) { showError(err); } finally { button.disabled = false; }
+}
+
+// The confirmation: a modal listing what goes; resolves true only on "Delete".
+function confirmDelete(members) {
+  const dialog = $("#dups-confirm");
+  $("#dups-confirm-text").textContent =
+    `${members.length} image(s) will be deleted from collection ${dups.collection}; the one chosen in each group stays.`;
+  const shown = members.slice(0, 12);
+  $("#dups-confirm-list").replaceChildren(...shown.map((m) => el("li", { class: "path" }, m.path)),
+    members.length > shown.length ? el("li", { class: "muted" }, `and ${members.length - shown.length} more`) : null);
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "delete"), { once: true });
+  });
+}
+
+async function deleteOthers() {
+  clearError();
+  const members = toDelete();
+  if (!members.length || !(await confirmDelete(members))) return;
+  const out = $("#dups-outcome");
+  out.replaceChildren(el("p", { class: "muted" }, `Deleting ${members.length} image(s)…`));
+  $("#dups-delete").disabled = true;
+  try {
+    const { job_id } = await postJson("/delete", { collection: dups.collection, ids: members.map((m) => m.id) });
+    const job = await waitJob(job_id);
+    if (job.state !== "succeeded") throw new Error(job.error || `delete ${job.state}`);
+    for (const m of members) dups.deleted.add(m.id);
+    const r = job.result;
+    out.replaceChildren(el("p", { class: "state-succeeded", "data-job": job_id },
+      `Deleted ${r.deleted} image(s)` + (r.not_found ? `; ${r.not_found} were already gone.` : ".")));
+    renderGroups();
+    refreshJobs(); refreshCollections();
+  } catch (err) {
+    out.replaceChildren();
+    showError(err);
+    updateDeleteButton();
+  }
+}
+
+function setupDuplicates() {
+  $("#dups-form").addEventListener("submit", findDuplicates);
+  $("#dups-prev").addEventListener("click", () => loadGroups(dups.page - 1));
+  $("#dups-next").addEventListener("click", () => loadGroups(dups.page + 1));
+  $("#dups-delete").addEventListener("click", deleteOthers);
 }
 
 // --- start ------------------------------------------------------------------
@@ -295,6 +478,7 @@ function askToken() {
 function start() {
   setupDrop();
   setupIndexForm();
+  setupDuplicates();
   $("#jobs-first").addEventListener("click", () => { cursors = [null]; refreshJobs(null); });
   $("#text-form").addEventListener("submit", (e) => { e.preventDefault(); searchByText($("#text-query").value); });
   $("#token-form").addEventListener("submit", (e) => {
