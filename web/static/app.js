@@ -328,7 +328,7 @@ function memberCard(g, m, gi) {
         m.id === g.keep ? el("span", { class: "suggested", title: "Most pixels, then the largest file" }, "suggested") : null),
       el("div", {}, el("span", { class: "size" }, fmtBytes(m.size)), " · ",
         el("span", { class: "dims" }, m.width && m.height ? `${m.width}×${m.height}` : "size unknown"), " · ",
-        "score ", el("span", { class: "score", title: "Similarity to the group's best member" }, m.score.toFixed(3))),
+        "score ", el("span", { class: "score", title: "Cosine similarity to the suggested keeper" }, m.score.toFixed(3))),
       el("div", { class: "path" }, m.path)));
 }
 
