@@ -258,6 +258,20 @@ class JobSettings(Section):
     classify_while_indexing: bool = Field(
         False, description="Index jobs also store each image's top label (one more pass)."
     )
+    index_labels: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Labels from words that index jobs store as each image's label (CLIP "
+        "embedders only; empty: off). A job's own labels replace them.",
+    )
+    index_label_prompt: str = Field(
+        "{}",
+        pattern=r"^[^{}]*\{\}[^{}]*$",
+        description='Template of index_labels, with "{}" once, where each label goes.',
+    )
+    max_search_queries: int = Field(
+        10_000, gt=0, description="Most images one search job takes as queries (a folder)."
+    )
     archive_max_unpacked_bytes: int = Field(
         16 * 1024**3, gt=0, description="Largest total an uploaded archive may unpack to."
     )

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import ARTIFACTS, Stack, run_stack
-from tests.helpers import make_image, submit, wait_job, write_images
+from tests.helpers import make_image, sha256_file, submit, wait_job, write_images
 from tests.test_cli_client import cli
 from tests.tiny_model import build_tiny_clip, build_tiny_model
 from visionnet.workers.models.embedder import Embedder, TextSearchUnavailableError
@@ -125,3 +125,68 @@ def test_the_page_searches_by_text_when_the_embedder_reads_text(
     tab.wait_for_load_state("networkidle")
     assert tab.locator("#text-form").is_hidden()
     context.close()
+
+
+WORDS = ["cat", "car", "dog", "sky"]  # distinct first tokens: the tiny CLIP tells them apart
+
+
+def _reference_probabilities(clip_dir: Path, paths: list[Path], prompt: str) -> np.ndarray:
+    """CLIP's zero-shot scores computed here, through the same model code as the worker:
+    softmax over the labels of exp(logit_scale) x cosine, logit_scale from the checkpoint."""
+    from safetensors import safe_open
+
+    from visionnet.workers.model_worker.reader import RawFile, decode
+
+    embedder = Embedder(str(clip_dir), "cpu")
+    texts = embedder.embed_text([prompt.replace("{}", w) for w in WORDS])
+    images = embedder.embed(
+        [decode(RawFile(p.name, p.read_bytes()), embedder.input_size) for p in paths]
+    )
+    with safe_open(str(clip_dir / "model.safetensors"), framework="pt") as f:
+        scale = float(np.exp(f.get_tensor("logit_scale").item()))
+    logits = scale * images.astype(np.float64) @ texts.T.astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probs
+
+
+def test_labels_from_words_classify_against_the_callers_labels(clip_stack: Stack) -> None:
+    paths = write_images(clip_stack.root / "h6_words", range(61020, 61023))
+    body = {"paths": [str(p) for p in paths], "labels": WORDS, "prompt": "{} photo", "top_k": 4}
+    job = wait_job(clip_stack.base, submit(clip_stack.base, "classify", json=body))
+    assert job["state"] == "succeeded", job
+    assert job["result"]["labels_from_words"]["count"] == 4
+    expected = _reference_probabilities(clip_stack.model_dir.parent / "embedder", paths, "{} photo")
+    for image, want in zip(job["result"]["images"], expected, strict=True):
+        preds = image["predictions"]
+        assert [p["score"] for p in preds] == sorted((p["score"] for p in preds), reverse=True)
+        assert sorted(p["label"] for p in preds) == sorted(WORDS)
+        assert sum(p["score"] for p in preds) == pytest.approx(1.0, abs=1e-4)
+        got = {p["label"]: p["score"] for p in preds}
+        assert [got[w] for w in WORDS] == pytest.approx(list(want), abs=0.02)
+    # Uploads with the labels as repeated form fields: the same answer.
+    with paths[0].open("rb") as f:
+        form = {"labels": WORDS, "prompt": "{} photo", "top_k": "2"}
+        job_id = submit(clip_stack.base, "classify", files={"files": f}, data=form)
+    uploaded = wait_job(clip_stack.base, job_id)["result"]["images"][0]["predictions"]
+    assert [p["label"] for p in uploaded] == [
+        p["label"] for p in job["result"]["images"][0]["predictions"][:2]
+    ]
+
+
+def test_an_index_job_stores_labels_from_words(clip_stack: Stack) -> None:
+    paths = write_images(clip_stack.root / "h6_word_index", range(61030, 61033))
+    body = {"source": {"path": str(paths[0].parent)}, "collection": "h6_words", "labels": WORDS}
+    job = wait_job(clip_stack.base, submit(clip_stack.base, "index", json=body))
+    assert job["state"] == "succeeded", job
+    expected = _reference_probabilities(clip_stack.model_dir.parent / "embedder", paths, "{}")
+    for path, want in zip(paths, expected, strict=True):
+        stored = requests.get(
+            f"{clip_stack.base}/api/v1/images/{sha256_file(path)}",
+            params={"collection": "h6_words"},
+            timeout=10,
+        ).json()
+        assert stored["label"] in WORDS
+        order = np.argsort(-want)
+        if want[order[0]] - want[order[1]] > 0.02:  # a clear best: the same one
+            assert stored["label"] == WORDS[int(order[0])]

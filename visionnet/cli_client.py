@@ -133,7 +133,7 @@ def _print_job(job: Job, as_json: bool) -> None:
             labels = ", ".join(f"{p['label']} {p['score']:.2f}" for p in image["predictions"])
             table.add_row(image["name"], labels or image.get("error", ""))
     if job["type"] == "search" and result:
-        for hit in result["hits"]:
+        for hit in result.get("hits", []):
             size = f"  {hit['width']}x{hit['height']}" if hit.get("width") else ""
             label = f"  [{hit['label']}]" if hit.get("label") else ""
             table.add_row(f"{hit['score']:.3f}", f"{hit['path']}{size}{label}")
@@ -243,16 +243,28 @@ def job_cmd(
 @click.command("classify")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--top-k", "-k", type=int, default=None)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="Classify against these words instead (repeatable; a CLIP embedder).",
+)
+@click.option("--prompt", default=None, help='Template of each --label, e.g. "a photo of {}".')
 @url_option
 @json_option
 def classify_cmd(
-    images: tuple[str, ...], top_k: int | None, url: str | None, as_json: bool
+    images: tuple[str, ...],
+    top_k: int | None,
+    labels: tuple[str, ...],
+    prompt: str | None,
+    url: str | None,
+    as_json: bool,
 ) -> None:
     """Classify image files (uploaded) and print their labels."""
 
     def body() -> int:
         client = _client(url)
-        job = client.wait(client.classify(list(images), top_k))
+        job = client.wait(client.classify(list(images), top_k, labels=labels, prompt=prompt))
         _print_job(job, as_json)
         return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
 
@@ -285,10 +297,14 @@ def _filters(given: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("search")
-@click.argument("image", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.argument("images", nargs=-1, type=click.Path(exists=True), metavar="[IMAGE...|DIR]")
 @click.option("--text", help="Search by a text instead of an image (CLIP embedders).")
 @click.option("--collection", "-c", required=True)
-@click.option("-k", type=int, default=None, help="How many similar images.")
+@click.option("-k", type=int, default=None, help="How many similar images (per query).")
+@click.option("--min-score", type=float, default=None, help="No hit with a lower cosine.")
+@click.option(
+    "--exclude-self", is_flag=True, help="Leave a query image out of its own hits if indexed."
+)
 @click.option(
     "--filter",
     "filters",
@@ -299,24 +315,51 @@ def _filters(given: tuple[str, ...]) -> dict[str, str]:
 @url_option
 @json_option
 def search_cmd(
-    image: str | None,
+    images: tuple[str, ...],
     text: str | None,
     collection: str,
     k: int | None,
+    min_score: float | None,
+    exclude_self: bool,
     filters: tuple[str, ...],
     url: str | None,
     as_json: bool,
 ) -> None:
-    """Find the images of a collection most similar to IMAGE (uploaded), or to --text."""
-    if (image is None) == (text is None):
-        raise click.UsageError("give either IMAGE or --text")
+    """Find the images of a collection most similar to IMAGE (uploaded), or to --text.
+
+    Several IMAGEs (uploaded), or a DIR the server can read (every image under it),
+    search at once: each query gets its own hits.
+    """
+    if bool(images) == (text is not None):
+        raise click.UsageError("give either IMAGE (one or more, or a DIR) or --text")
+    dirs = [p for p in images if Path(p).is_dir()]
+    if dirs and len(images) > 1:
+        raise click.UsageError("give one DIR, or image files")
     chosen = _filters(filters)
 
     def body() -> int:
         client = _client(url)
+        if dirs or len(images) > 1:
+            job_id = (
+                client.search_folder(
+                    dirs[0], collection, k, chosen, min_score=min_score, exclude_self=exclude_self
+                )
+                if dirs
+                else client.search_many(
+                    list(images),
+                    collection,
+                    k,
+                    chosen,
+                    min_score=min_score,
+                    exclude_self=exclude_self,
+                )
+            )
+            return _print_many(client, job_id, as_json)
         job_id = (
-            client.search(image, collection, k, chosen)
-            if image is not None
+            client.search(
+                images[0], collection, k, chosen, min_score=min_score, exclude_self=exclude_self
+            )
+            if images
             else client.search_by_text(str(text), collection, k, chosen)
         )
         job = client.wait(job_id)
@@ -324,6 +367,44 @@ def search_cmd(
         return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
 
     _run(body)
+
+
+def _print_many(client: Client, job_id: str, as_json: bool, best: int = 3) -> int:
+    """Each query's best hits (a table), or the job and every entry (--json)."""
+    entries = list(client.all_results(job_id))
+    job = client.job(job_id)
+    if as_json:
+        click.echo(json.dumps({"job": job, "entries": entries}, indent=2))
+    else:
+        table = Table(box=None)
+        table.add_column("query", overflow="fold")
+        table.add_column("score")
+        table.add_column("best hits", overflow="fold")
+        # Queries of a folder by their path under it: the long common part said once.
+        names = [e["name"] for e in entries]
+        common = (
+            os.path.commonpath(names)
+            if len(names) > 1 and all(n.startswith("/") for n in names)
+            else ""
+        )
+        if common:
+            table.title = f"queries under {common}"
+        for entry in entries:
+            shown = os.path.relpath(entry["name"], common) if common else entry["name"]
+            if "error" in entry:
+                table.add_row(shown, "", f"[red]{entry['error']}[/red]")
+                continue
+            hits = entry["hits"][:best] or [None]
+            for i, hit in enumerate(hits):
+                name = shown if i == 0 else ""
+                if hit is None:
+                    table.add_row(name, "", "(no hit)")
+                else:
+                    table.add_row(name, f"{hit['score']:.3f}", hit["path"])
+        Console().print(table)
+        if job.get("error"):
+            console.print(f"[red]error:[/red] {job['error']}")
+    return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
 
 
 @click.command("collections")

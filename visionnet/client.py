@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
@@ -45,14 +45,27 @@ class Client:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     # Submitting: each returns the new job's id at once (202).
-    def index(self, path: str | Path, collection: str, *, classify: bool | None = None) -> str:
-        """``classify``: also store each image's top label (default: the server's setting)."""
+    def index(
+        self,
+        path: str | Path,
+        collection: str,
+        *,
+        classify: bool | None = None,
+        labels: Sequence[str] | None = None,
+        prompt: str | None = None,
+    ) -> str:
+        """``classify``: also store each image's top label (default: the server's setting);
+        ``labels``: store the best of these words instead (a CLIP embedder)."""
         body: dict[str, Any] = {
             "source": {"path": str(Path(path).resolve())},
             "collection": collection,
         }
         if classify is not None:
             body["classify"] = classify
+        if labels:
+            body["labels"] = list(labels)
+        if prompt is not None:
+            body["prompt"] = prompt
         return self._submit("index", json=body)
 
     def index_archive(
@@ -64,8 +77,21 @@ class Client:
             data["classify"] = "true" if classify else "false"
         return self._submit_files("index", "archive", [archive], data)
 
-    def classify(self, images: Sequence[str | Path], top_k: int | None = None) -> str:
-        data = {} if top_k is None else {"top_k": str(top_k)}
+    def classify(
+        self,
+        images: Sequence[str | Path],
+        top_k: int | None = None,
+        *,
+        labels: Sequence[str] | None = None,
+        prompt: str | None = None,
+    ) -> str:
+        """``labels``: classify against these words instead of the classifier's labels (a
+        CLIP embedder; ``prompt`` a template such as ``"a photo of {}"``)."""
+        data: dict[str, str | list[str]] = {} if top_k is None else {"top_k": str(top_k)}
+        if labels:
+            data["labels"] = list(labels)
+        if prompt is not None:
+            data["prompt"] = prompt
         return self._submit_files("classify", "files", images, data)
 
     def search(
@@ -74,12 +100,44 @@ class Client:
         collection: str,
         k: int | None = None,
         filters: Mapping[str, str | int] | None = None,
+        *,
+        min_score: float | None = None,
+        exclude_self: bool = False,
     ) -> str:
         """``filters``: path_prefix, min_width, max_width, min_height, max_height,
-        indexed_after, indexed_before (Unix seconds), label."""
-        data = {"collection": collection, **({} if k is None else {"k": str(k)})}
-        data.update({name: str(value) for name, value in (filters or {}).items()})
+        indexed_after, indexed_before (Unix seconds), label. ``min_score``: no hit with
+        a lower cosine; ``exclude_self``: leave the query image out if it is indexed."""
+        data = _search_form(collection, k, filters, min_score, exclude_self)
         return self._submit_files("search", "image", [image], data)
+
+    def search_many(
+        self,
+        images: Sequence[str | Path],
+        collection: str,
+        k: int | None = None,
+        filters: Mapping[str, str | int] | None = None,
+        *,
+        min_score: float | None = None,
+        exclude_self: bool = False,
+    ) -> str:
+        """Several query images uploaded in one job, each with its own hits: read them
+        with ``results`` (or ``all_results``)."""
+        data = _search_form(collection, k, filters, min_score, exclude_self)
+        return self._submit_files("search", "files", images, data)
+
+    def search_folder(
+        self,
+        folder: str | Path,
+        collection: str,
+        k: int | None = None,
+        filters: Mapping[str, str | int] | None = None,
+        *,
+        min_score: float | None = None,
+        exclude_self: bool = False,
+    ) -> str:
+        """Every image under a folder the server can read (an allowed root) as a query."""
+        query = {"source": {"path": str(Path(folder).resolve())}}
+        return self._search_json(query, collection, k, filters, min_score, exclude_self)
 
     def search_by_id(
         self,
@@ -87,8 +145,12 @@ class Client:
         collection: str,
         k: int | None = None,
         filters: Mapping[str, str | int] | None = None,
+        *,
+        min_score: float | None = None,
+        exclude_self: bool = False,
     ) -> str:
-        return self._search_json({"image_id": image_id}, collection, k, filters)
+        query = {"image_id": image_id}
+        return self._search_json(query, collection, k, filters, min_score, exclude_self)
 
     def search_by_text(
         self,
@@ -102,15 +164,42 @@ class Client:
 
     def _search_json(
         self,
-        query: dict[str, str],
+        query: Mapping[str, Any],
         collection: str,
         k: int | None,
         filters: Mapping[str, str | int] | None,
+        min_score: float | None = None,
+        exclude_self: bool = False,
     ) -> str:
         body: dict[str, Any] = {**query, "collection": collection, **(filters or {})}
         if k is not None:
             body["k"] = k
+        if min_score is not None:
+            body["min_score"] = min_score
+        if exclude_self:
+            body["exclude_self"] = True
         return self._submit("search", json=body)
+
+    def results(self, job_id: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """One page of a job's result entries (a search of many images), while it runs too."""
+        page: dict[str, Any] = self._call(
+            "GET", f"/jobs/{job_id}/results", params={"after": after, "limit": limit}
+        )
+        return page
+
+    def all_results(
+        self, job_id: str, *, page: int = 500, poll_s: float = 0.5
+    ) -> Iterator[dict[str, Any]]:
+        """Every entry of a job, in order, as each batch is found (waits for the job's end)."""
+        after = 0
+        while True:
+            got = self.results(job_id, after, page)
+            yield from got["entries"]
+            after = got["next"]
+            if got["complete"]:
+                return
+            if not got["entries"]:
+                time.sleep(poll_s)
 
     def delete_images(
         self, collection: str, *, ids: Sequence[str] | None = None, path_prefix: str | None = None
@@ -218,7 +307,11 @@ class Client:
         return str(self._call("POST", f"/{endpoint}", **kw)["job_id"])
 
     def _submit_files(
-        self, endpoint: str, field: str, paths: Sequence[str | Path], data: dict[str, str]
+        self,
+        endpoint: str,
+        field: str,
+        paths: Sequence[str | Path],
+        data: Mapping[str, str | list[str]],
     ) -> str:
         with ExitStack() as stack:
             files = [(field, (Path(p).name, stack.enter_context(open(p, "rb")))) for p in paths]
@@ -239,3 +332,21 @@ class Client:
         except ValueError:
             raise APIError(r.status_code, "error", r.text[:500]) from None
         raise APIError(r.status_code, body.get("error", "error"), body.get("message", ""))
+
+
+def _search_form(
+    collection: str,
+    k: int | None,
+    filters: Mapping[str, str | int] | None,
+    min_score: float | None,
+    exclude_self: bool,
+) -> dict[str, str | list[str]]:
+    data: dict[str, str | list[str]] = {"collection": collection}
+    if k is not None:
+        data["k"] = str(k)
+    data.update({name: str(value) for name, value in (filters or {}).items()})
+    if min_score is not None:
+        data["min_score"] = str(min_score)
+    if exclude_self:
+        data["exclude_self"] = "true"
+    return data

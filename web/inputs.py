@@ -30,9 +30,34 @@ class JobInput:
     task_kwargs: dict[str, Any]
 
 
+def require_text_tower(svc: Services, what: str) -> None:
+    """400 before queueing where the workers published an embedder without a text tower.
+
+    Where no worker has published one yet the job goes ahead; the worker then
+    fails it with the same reason.
+    """
+    embedder = svc.models.get("embedder")
+    if embedder is not None and not embedder.get("text_search"):
+        raise APIError(
+            400,
+            "bad_request",
+            f"the embedder {embedder['name']} has no text encoder: {what} needs a CLIP model "
+            "(GET /api/v1/models)",
+        )
+
+
 def images_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    if getattr(req, "labels", None):
+        require_text_tower(svc, "labels from words")
     paths: list[str] | None = getattr(req, "paths", None)
     files: list[Any] = getattr(req, "files", None) or []
+    return JobInput(len(paths or files), {"sources": _image_sources(svc, job_id, paths, files)})
+
+
+def _image_sources(
+    svc: Services, job_id: str, paths: list[str] | None, files: list[Any]
+) -> list[dict[str, str]]:
+    """Paths checked under the roots, or uploads parked as blobs; at most web.max_files."""
     count = len(paths) if paths is not None else len(files)
     if count > svc.settings.web.max_files:
         raise APIError(400, "bad_request", f"at most {svc.settings.web.max_files} images per job")
@@ -45,16 +70,26 @@ def images_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
             if not Path(to_os(resolved)).is_file():
                 raise APIError(400, "bad_request", f"{path!r} is not a file")
             sources.append({"path": resolved})
-        return JobInput(count, {"sources": sources})
+        return sources
     payloads = [(f.filename or f"upload-{i}", read_image_upload(f)) for i, f in enumerate(files)]
-    sources = [
+    return [
         {"blob": svc.blobs.put(job_id, i, data), "name": name}
         for i, (name, data) in enumerate(payloads)
     ]
-    return JobInput(count, {"sources": sources})
+
+
+def _folder_root(given: str) -> str:
+    root = allowed_path(given)
+    if not Path(to_os(root)).exists():
+        raise APIError(404, "not_found", f"{given!r} does not exist")
+    if not Path(to_os(root)).is_dir():
+        raise APIError(400, "bad_request", f"{given!r} is not a directory")
+    return root
 
 
 def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
+    if getattr(req, "labels", None):
+        require_text_tower(svc, "labels from words")
     upload = getattr(req, "archive", None)
     if upload is not None:
         # Unpacked by the planner under the data directory, then walked like a folder.
@@ -62,32 +97,36 @@ def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
         saved = save_archive_upload(upload, archive_upload_path(svc.settings, job_id))
         return JobInput(0, {"root": str(archive_root(svc.settings, job_id)), "archive": str(saved)})
     given: str = req.source.path  # type: ignore[attr-defined]
-    root = allowed_path(given)
-    if not Path(to_os(root)).exists():
-        raise APIError(404, "not_found", f"{given!r} does not exist")
-    if not Path(to_os(root)).is_dir():
-        raise APIError(400, "bad_request", f"{given!r} is not a directory")
-    return JobInput(0, {"root": root})  # the planner counts the files
+    return JobInput(0, {"root": _folder_root(given)})  # the planner counts the files
 
 
 def query_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
     image_id: str | None = getattr(req, "image_id", None)
     text: str | None = getattr(req, "text", None)
-    if hasattr(req, "text") and (image_id is None) == (text is None):
-        raise APIError(400, "bad_request", "give either image_id or text")
+    paths: list[str] | None = getattr(req, "paths", None)
+    source: Any = getattr(req, "source", None)
+    files: list[Any] | None = getattr(req, "files", None)
+    upload: Any = getattr(req, "image", None)
+    given = [x is not None for x in (image_id, text, paths, source, files, upload)]
+    if sum(given) != 1:
+        wanted = (
+            "image or files"
+            if hasattr(req, "image")
+            else "image_id or text (or, for several query images, paths or source)"
+        )
+        raise APIError(400, "bad_request", f"give either {wanted}")
+    if text is not None and getattr(req, "exclude_self", False):
+        raise APIError(400, "bad_request", "exclude_self needs an image query, not text")
+    if paths is not None or files is not None:
+        sources = _image_sources(svc, job_id, paths, files or [])
+        return JobInput(len(sources), {"query": {"sources": sources}})
+    if source is not None:
+        return JobInput(0, {"query": {"root": _folder_root(source.path)}})  # walked by the task
     if image_id is not None:
         return JobInput(1, {"query": {"image_id": image_id}})
     if text is not None:
-        embedder = svc.models.get("embedder")
-        if embedder is not None and not embedder.get("text_search"):
-            raise APIError(
-                400,
-                "bad_request",
-                f"the embedder {embedder['name']} has no text encoder: text search needs a "
-                "CLIP model (GET /api/v1/models)",
-            )
+        require_text_tower(svc, "text search")
         return JobInput(1, {"query": {"text": text}})
-    upload = req.image  # type: ignore[attr-defined]
     data = read_image_upload(upload)
     name = upload.filename or "query"
     return JobInput(

@@ -48,7 +48,29 @@ class RequestModels:
     json: type[BaseModel]
     form: type[BaseModel] | None
     files: FileField | None
+    # Further upload fields of the same form (a search's several ``files`` beside its
+    # one ``image``); with any, every upload field is optional and the input checks.
+    more_files: tuple[FileField, ...] = ()
 
+    @property
+    def file_fields(self) -> tuple[FileField, ...]:
+        return ((self.files,) if self.files else ()) + self.more_files
+
+
+# Many queries in one search job: JSON paths, or a folder (walked like an index's).
+_QUERY_PATHS = (
+    list[Annotated[str, Field(pattern=ABSOLUTE_PATH)]] | None,
+    Field(
+        None,
+        min_length=1,
+        description="Several query images: absolute paths under allowed roots (each gets "
+        "its own hits; results paged at /api/v1/jobs/{id}/results).",
+    ),
+)
+_QUERY_FOLDER = (
+    IndexSource | None,
+    Field(None, description="Every image under a folder as a query (like paths)."),
+)
 
 # Per input kind: (JSON fields, multipart file field) beside the type's parameters.
 _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
@@ -77,6 +99,8 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
                     description="A text query (CLIP embedders: GET /api/v1/models says).",
                 ),
             ),
+            "paths": _QUERY_PATHS,
+            "source": _QUERY_FOLDER,
         },
         FileField("image", many=False),
     ),
@@ -100,8 +124,12 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
     ),
     InputKind.COLLECTION: ({}, None),
 }
+# Upload fields beside the kind's own: a search's several query images.
+_MORE_FILES: dict[InputKind, tuple[FileField, ...]] = {
+    InputKind.QUERY: (FileField("files", many=True),),
+}
 _FILE_DESCRIPTIONS = {
-    "files": "One or more image files.",
+    "files": "One or more image files (search: several query images, each its own hits).",
     "image": "Query image.",
     "archive": "A zip or tar archive of images (tar may be gzip, bzip2 or xz compressed).",
 }
@@ -112,18 +140,25 @@ def request_models(spec: JobTypeSpec) -> RequestModels:
     title = spec.name.capitalize()
     json_model = create_model(f"{title}Json", __base__=(spec.params, StrictJson), **json_fields)
     form_model: type[BaseModel] | None = None
+    more = _MORE_FILES.get(spec.input, ())
     if files is not None:
-        annotation: Any = list[FileStorage] if files.many else FileStorage
-        file_field = Field(
-            ..., description=_FILE_DESCRIPTIONS[files.name], min_length=1 if files.many else None
-        )
+        uploads = {f.name: _file_field(f, required=not more) for f in (files, *more)}
         form_model = create_model(  # type: ignore[call-overload]
             f"{title}Form",
             __base__=spec.params,
             **_form_fields(spec.params),
-            **{files.name: (annotation, file_field)},
+            **uploads,
         )
-    return RequestModels(json=json_model, form=form_model, files=files)
+    return RequestModels(json=json_model, form=form_model, files=files, more_files=more)
+
+
+def _file_field(files: FileField, *, required: bool) -> tuple[Any, Any]:
+    annotation: Any = list[FileStorage] if files.many else FileStorage
+    description = _FILE_DESCRIPTIONS[files.name]
+    if not required:
+        absent: Any = SkipJsonSchema[None]  # type: ignore[misc]
+        return annotation | absent, Field(None, description=description)
+    return annotation, Field(..., description=description, min_length=1 if files.many else None)
 
 
 def _form_fields(params: type[BaseModel]) -> dict[str, Any]:

@@ -83,6 +83,22 @@ class JobList(BaseModel):
     next_cursor: str | None = Field(None, description="Pass as cursor for the next page.")
 
 
+class JobResultsQuery(BaseModel):
+    after: int = Field(0, ge=0, description="Entries already read: the previous page's next.")
+    limit: int = Field(100, ge=1, le=1000, description="Most entries in one page.")
+
+
+class JobResults(BaseModel):
+    job_id: str
+    state: JobState
+    total: int = Field(..., description="Entries the job will have (0 while a folder is walked).")
+    entries: list[dict[str, Any]] = Field(
+        ..., description="A search of many images: {name, id, hits} or {name, error} each."
+    )
+    next: int = Field(..., description="Pass as after for the next page.")
+    complete: bool = Field(..., description="The job is over and every entry has been read.")
+
+
 class QueueHealth(BaseModel):
     queue: str
     workers: list[str]

@@ -110,6 +110,8 @@ def upload_blobs(kwargs: dict[str, Any]) -> list[str]:
     query = kwargs.get("query")
     if isinstance(query, dict) and isinstance(query.get("source"), dict):
         sources.append(query["source"])
+    if isinstance(query, dict) and isinstance(query.get("sources"), list):
+        sources.extend(query["sources"])  # a search's several query images
     return [s["blob"] for s in sources if isinstance(s, dict) and "blob" in s]
 
 

@@ -251,6 +251,7 @@ while redis.call('DEL', '"""
 local keep = tonumber(cjson.decode(ARGV[2])[kind] or ARGV[3])
 redis.call('EXPIRE', job, keep)
 redis.call('EXPIRE', job .. ':errors', keep)
+redis.call('EXPIRE', job .. ':results', keep)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + keep, ARGV[1])
 return keep
 """
@@ -441,6 +442,28 @@ class JobStore:
         data: dict[str, str] = self._r.hgetall(self.key(job_id))  # type: ignore[assignment]
         return data or None
 
+    def append_results(self, job_id: str, entries: Sequence[Mapping[str, Any]]) -> int:
+        """Add a batch of a job's result entries, in order; how many there are now.
+
+        For a result too large for the record and wanted while the job runs (a
+        search of many query images): read in pages (``results``), kept as long
+        as the record.
+        """
+        key = self.key(job_id) + ":results"
+        pipe = self._r.pipeline()
+        pipe.rpush(key, *(json.dumps(entry) for entry in entries))
+        pipe.expire(key, self._ttl)
+        return int(pipe.execute()[0])
+
+    def results_count(self, job_id: str) -> int:
+        return int(self._r.llen(self.key(job_id) + ":results"))
+
+    def results(self, job_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Entries ``after`` .. ``after + limit - 1`` (0-based), oldest first."""
+        key = self.key(job_id) + ":results"
+        raw: list[str] = self._r.lrange(key, after, after + limit - 1)  # type: ignore[assignment]
+        return [json.loads(item) for item in raw]
+
     def errors(self, job_id: str) -> list[dict[str, str]]:
         raw: list[str] = self._r.lrange(self.key(job_id) + ":errors", 0, -1)  # type: ignore[assignment]
         return [json.loads(item) for item in raw]
@@ -602,7 +625,9 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         """Remove a job's record; workers that still hold its tasks find no record and stop."""
         key = self.key(job_id)
-        self._r.delete(key, *self._aux_keys(job_id), key + ":claimed", key + ":walked")
+        self._r.delete(
+            key, *self._aux_keys(job_id), key + ":claimed", key + ":walked", key + ":results"
+        )
         self._r.zrem(INDEX, job_id)
         self._r.zrem(EXPIRY, job_id)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema, model_validator
 
 from visionnet.config.settings import Settings
 from visionnet.core.queues import BULK_QUEUE, MODELS_QUEUE, STORE_QUEUE
@@ -29,7 +29,8 @@ class InputKind(StrEnum):
     IMAGES = "images"
     # JSON ``source.path``: a directory under an allowed root, walked recursively.
     FOLDER = "folder"
-    # One uploaded ``image`` (multipart) or the JSON ``image_id`` of an indexed image.
+    # One uploaded ``image`` (multipart) or the JSON ``image_id`` of an indexed image;
+    # or many queries at once: uploaded ``files``, JSON ``paths`` or a ``source.path`` folder.
     QUERY = "query"
     # Stored images of a collection: JSON ``ids``, or a ``path_prefix``.
     SELECTION = "selection"
@@ -43,8 +44,55 @@ def _collection() -> Any:
     )
 
 
+# Labels from words: at most this many per job (each is one text through the text tower).
+MAX_WORD_LABELS = 1000
+
+
+def _word_labels(labels: list[str] | None) -> list[str] | None:
+    if labels is not None and any(not label.strip() for label in labels):
+        raise ValueError("labels must be non-empty strings")
+    return labels
+
+
+def _prompt(prompt: str | None) -> str | None:
+    if prompt is not None and prompt.count("{}") != 1:
+        raise ValueError('prompt must contain "{}" exactly once, where each label goes')
+    return prompt
+
+
+WordLabels = Annotated[
+    Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]],
+        Field(min_length=1, max_length=MAX_WORD_LABELS),
+    ]
+    | None,
+    AfterValidator(_word_labels),
+    Field(
+        None,
+        description="Labels from words: each image is scored against these texts with the "
+        "embedder's text tower (CLIP only: GET /api/v1/models says text_search).",
+    ),
+]
+LabelPrompt = Annotated[
+    Annotated[str, Field(min_length=2, max_length=200)] | None,
+    AfterValidator(_prompt),
+    Field(
+        None,
+        description='Template each label is put into, with "{}" once (e.g. "a photo of {}"); '
+        "default: the label as given.",
+    ),
+]
+
+
+def label_texts(labels: list[str], prompt: str | None) -> list[str]:
+    """The texts the text tower reads: each label put into the prompt template."""
+    return [prompt.replace("{}", label) if prompt else label for label in labels]
+
+
 class ClassifyParams(BaseModel):
     top_k: int | None = Field(None, ge=1, description="Labels per image.")
+    labels: WordLabels
+    prompt: LabelPrompt
 
 
 class EmbedParams(BaseModel):
@@ -60,6 +108,16 @@ class IndexParams(BaseModel):
             "same pass (default: the jobs.classify_while_indexing setting)."
         ),
     )
+    # Labels from words stored in the same label/label_score fields (default: the
+    # jobs.index_labels setting); they replace the classifier's labels, so not both.
+    labels: WordLabels
+    prompt: LabelPrompt
+
+    @model_validator(mode="after")
+    def _one_labeller(self) -> IndexParams:
+        if self.labels and self.classify:
+            raise ValueError("give labels or classify, not both: both fill the stored label")
+        return self
 
 
 class SearchParams(BaseModel):
@@ -91,12 +149,24 @@ class SearchParams(BaseModel):
         max_length=256,
         description="Only images whose top label is this (indexed with classify on).",
     )
+    min_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Leave out hits whose cosine similarity to the query is below this.",
+    )
+    # Off by default: "is this photo already in the library?" is answered by the
+    # query itself coming back as its own best hit, at score 1.
+    exclude_self: bool = Field(
+        False,
+        description="Leave out the query image itself (the same content id) when it is "
+        "indexed, so k counts k other images: for 'more like this one'.",
+    )
 
     def filters(self) -> dict[str, Any]:
-        """The filters given, by name."""
-        return {
-            k: v for k, v in self.model_dump(exclude={"k", "collection"}).items() if v is not None
-        }
+        """The filters given, by name (the row filters the store applies)."""
+        options = {"k", "collection", "min_score", "exclude_self"}
+        return {k: v for k, v in self.model_dump(exclude=options).items() if v is not None}
 
 
 class DeleteParams(BaseModel):
@@ -155,7 +225,8 @@ JOB_TYPES: dict[str, JobTypeSpec] = {
         ),
         JobTypeSpec(
             "search",
-            "Find images similar to an uploaded image or an indexed one",
+            "Find images similar to an uploaded image, an indexed one or a text; or, for "
+            "several images at once (uploads, paths or a folder), each one's own hits",
             InputKind.QUERY,
             SearchParams,
             k_param="k",

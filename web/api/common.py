@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from functools import lru_cache
 from typing import Any
 
 from flask import request, url_for
@@ -62,16 +63,16 @@ def request_body(models: RequestModels) -> dict[str, Any]:
             # Each uploaded part must be an image (Pillow reads the format, not the
             # name), sent as a file: a part with a filename, as browsers and curl -F do.
             "encoding": {
-                models.files.name: {
+                field.name: {
                     "contentType": "image/*",
                     "headers": {
                         "Content-Disposition": {
                             "schema": {"type": "string"},
-                            "example": f'form-data; name="{models.files.name}"; '
-                            'filename="image.png"',
+                            "example": f'form-data; name="{field.name}"; filename="image.png"',
                         }
                     },
                 }
+                for field in models.file_fields
             },
         }
     return {"requestBody": {"required": True, "content": content}}
@@ -113,12 +114,19 @@ def _integral_numbers(node: Any) -> Any:
 def parse_request(models: RequestModels) -> BaseModel:
     """Validate the request as the multipart form or the JSON body of ``models``."""
     if models.form is not None and models.files and request.mimetype == "multipart/form-data":
-        # Text fields go to pydantic as text (lax mode converts them); the file
-        # field is the only one that can repeat.
-        data: dict[str, Any] = {k: v for k, v in request.form.items() if k != models.files.name}
-        uploads = request.files.getlist(models.files.name)
-        if uploads:
-            data[models.files.name] = uploads if models.files.many else uploads[0]
+        # Text fields go to pydantic as text (lax mode converts them); a field that
+        # takes a list (classify's labels) repeats, like the file fields.
+        names = {f.name for f in models.file_fields}
+        lists = _list_fields(models.form)
+        data: dict[str, Any] = {
+            k: request.form.getlist(k) if k in lists else request.form[k]
+            for k in request.form
+            if k not in names
+        }
+        for field in models.file_fields:
+            uploads = request.files.getlist(field.name)
+            if uploads:
+                data[field.name] = uploads if field.many else uploads[0]
         return models.form.model_validate(data)
     if request.is_json:
         try:
@@ -130,6 +138,17 @@ def parse_request(models: RequestModels) -> BaseModel:
         return models.json.model_validate(_integral_numbers(body))
     kinds = "multipart/form-data or application/json" if models.form else "application/json"
     raise APIError(415, "unsupported_media_type", f"send {kinds}")
+
+
+@lru_cache(maxsize=64)
+def _list_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Fields whose JSON Schema type is an array (possibly among null): repeated form fields."""
+    found: set[str] = set()
+    for name, prop in model.model_json_schema().get("properties", {}).items():
+        kinds = [prop, *prop.get("anyOf", [])]
+        if any(kind.get("type") == "array" for kind in kinds):
+            found.add(name)
+    return frozenset(found)
 
 
 def allowed_path(path: str) -> str:

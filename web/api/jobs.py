@@ -18,6 +18,8 @@ from visionnet.web.schemas import (
     JobList,
     JobListQuery,
     JobPath,
+    JobResults,
+    JobResultsQuery,
     JobView,
     RetryAccepted,
 )
@@ -77,6 +79,30 @@ def list_jobs(query: JobListQuery) -> Any:
 )
 def get_job(path: JobPath) -> Any:
     return job_document(_load(path.job_id), services().jobs)
+
+
+@bp.get(
+    "/jobs/<job_id>/results",
+    summary="A job's result entries in pages, readable while it runs (a search of many images)",
+    responses={200: JobResults, 404: ErrorBody, **ERRORS},
+)
+def get_results(path: JobPath, query: JobResultsQuery) -> Any:
+    """Paged by position rather than streamed: a caller that loses its connection
+    goes on from ``next``, proxies need nothing special, and no request holds a
+    server thread for the length of a job."""
+    svc = services()
+    record = _load(path.job_id)
+    entries = svc.jobs.results(path.job_id, query.after, query.limit)
+    after = query.after + len(entries)
+    final = JobState(record["state"]) in FINAL_STATES
+    return {
+        "job_id": path.job_id,
+        "state": record["state"],
+        "total": int(record.get("total", 0)),
+        "entries": entries,
+        "next": after,
+        "complete": final and after >= svc.jobs.results_count(path.job_id),
+    }
 
 
 @bp.post(

@@ -2,7 +2,8 @@
 
 Labels and vectors come from one pass where the classifier's head reads the
 embedder's vector (``one_pass``, checked once per process); else the embedder's
-pass and, when asked, the classifier's on the same decoded pictures.
+pass and, when asked, the classifier's on the same decoded pictures, or labels from
+words scored on the embedder's vectors (no second pass).
 """
 
 from __future__ import annotations
@@ -41,10 +42,18 @@ class ChunkMapper:
     """Runs batches through the model in ``pool``, at most ``lanes`` at once."""
 
     def __init__(
-        self, embedder: Any, classifier: Any | None, one_pass: bool, pool: Executor, lanes: int
+        self,
+        embedder: Any,
+        classifier: Any | None,
+        one_pass: bool,
+        pool: Executor,
+        lanes: int,
+        labeller: Any | None = None,
     ) -> None:
         self.embedder = embedder
         self.classifier = classifier
+        # Labels from words (text_labels.WordLabeller): scored on the embedder's vectors.
+        self.labeller = labeller
         self.one_pass = one_pass and classifier is not None
         self.pool = pool
         self.lanes = lanes
@@ -82,6 +91,10 @@ class ChunkMapper:
             return features, best, time.perf_counter() - start, 0.0
         features = self.embedder.embed(prepared)
         embed_s = time.perf_counter() - start
+        if self.labeller is not None:
+            rows = self.labeller.top_k(features, 1)
+            best = [(row[0].label, round(row[0].score, 6)) for row in rows]
+            return features, best, embed_s, 0.0
         if self.classifier is None:
             return features, [], embed_s, 0.0
         # Same decoded pictures, the classifier's own preprocessing.

@@ -25,6 +25,7 @@ from celery import shared_task
 from visionnet.core.datafiles import listings_path, sweep
 from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.core.jobtypes import IndexParams, job_type
+from visionnet.core.jobtypes import label_texts as prompted
 from visionnet.core.pathtext import to_os, to_text
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
 from visionnet.workers.commit import commit_chunks
@@ -36,8 +37,9 @@ from visionnet.workers.model_worker.chunk_sink import ChunkSink
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
 from visionnet.workers.model_worker.walk import WalkNotes, chunked, iter_images
-from visionnet.workers.models.agreement import may_mix
+from visionnet.workers.models.embedder import TextSearchUnavailableError
 from visionnet.workers.models.loading import ModelUnavailableError
+from visionnet.workers.models.text_labels import WordLabeller
 from visionnet.workers.moves import moved_files
 from visionnet.workers.vectorstore.staging import StagedChunk
 
@@ -82,6 +84,9 @@ def plan_index(
         else index_params.classify
     )
     settings = ctx.settings
+    words = _word_labels(index_params, settings.jobs.index_labels, settings.jobs.index_label_prompt)
+    if words is not None:
+        classify = False  # labels from words fill the stored label instead
     # Sorted listings of folders larger than a step, kept for this walk's later steps.
     spill = ListingSpill(listings_path(settings, job_id))
     if next_chunk == 0:
@@ -90,6 +95,9 @@ def plan_index(
     if not started:
         spill.remove()
         return  # cancelled (or expired): no more walking
+    if words is not None and next_chunk == 0 and not _reads_text(self, job_id):
+        spill.remove()
+        return
     if archive is not None and next_chunk == 0:
         if not _unpack_upload(self, job_id, Path(archive), Path(root)):
             return
@@ -128,7 +136,7 @@ def plan_index(
                 },
             ).apply_async()
             return
-        _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection, classify)
+        _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection, classify, words)
         last = chunk[-1]
     spill.remove()
     if str(Path(to_os(root))) in notes.unreadable:
@@ -138,6 +146,37 @@ def plan_index(
         return
     _record_walk(ctx, job_id, notes)
     ctx.jobs.finish_planning(job_id)
+
+
+def _word_labels(
+    params: IndexParams, default_labels: list[str], default_prompt: str
+) -> tuple[list[str], list[str]] | None:
+    """(labels, the texts the text tower reads) when the job stores labels from words."""
+    if params.labels:
+        return params.labels, prompted(params.labels, params.prompt)
+    if default_labels and params.classify is None:
+        return default_labels, prompted(default_labels, params.prompt or default_prompt)
+    return None
+
+
+def _reads_text(task: ModelTask, job_id: str) -> bool:
+    """Labels from words need the embedder's text tower: else the job fails, saying so."""
+    ctx = task.ctx
+    try:
+        embedder = ctx.embedder()
+    except ModelUnavailableError as exc:
+        ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
+        return False
+    if embedder.info.get("text_search"):
+        return True
+    ctx.jobs.transition(
+        job_id,
+        JobState.FAILED,
+        error=f"labels from words need a CLIP embedder with a text tower; the embedder "
+        f"{embedder.name} ({embedder.info.get('model_type')}) has none (labels given, or "
+        "the jobs.index_labels setting)",
+    )
+    return False
 
 
 def _record_walk(ctx: Any, job_id: str, notes: WalkNotes) -> None:
@@ -192,19 +231,20 @@ def _enqueue_chunk(
     paths: list[str],
     collection: str,
     classify: bool,
+    words: tuple[list[str], list[str]] | None = None,
 ) -> None:
     # Count the chunk (once, however often the planner runs) before it can report back.
     task.ctx.jobs.plan_chunk(job_id, chunk_no, len(paths))
-    embed = task.app.signature(
-        EMBED_CHUNK,
-        kwargs={
-            "job_id": job_id,
-            "chunk_no": chunk_no,
-            "paths": paths,
-            "collection": collection,
-            "classify": classify,
-        },
-    )
+    kwargs: dict[str, Any] = {
+        "job_id": job_id,
+        "chunk_no": chunk_no,
+        "paths": paths,
+        "collection": collection,
+        "classify": classify,
+    }
+    if words is not None:
+        kwargs["labels"], kwargs["label_texts"] = words
+    embed = task.app.signature(EMBED_CHUNK, kwargs=kwargs)
     if task.ctx.settings.milvus.direct_writes:
         embed.apply_async()  # a real Milvus server: the model worker writes itself
         return
@@ -239,6 +279,8 @@ def embed_chunk(
     paths: list[str],
     collection: str,
     classify: bool = False,
+    labels: list[str] | None = None,
+    label_texts: list[str] | None = None,
 ) -> bool:
     """Embed one chunk and stage it for the writer; True when there is something to write.
 
@@ -246,6 +288,8 @@ def embed_chunk(
     read, decoded and preprocessed inside the per-file guard), the mapper
     (chunk_mapper.py: the forward passes) and the sink (chunk_sink.py: staged
     or committed). ``paths`` are in their text form (visionnet.core.pathtext).
+    ``labels``: labels from words, stored as each image's label; ``label_texts``
+    (the labels in their prompt) go through the text tower once per chunk.
     """
     ctx = self.ctx
     if not ctx.jobs.is_active(job_id):
@@ -253,7 +297,8 @@ def embed_chunk(
     try:
         embedder = ctx.embedder()
         classifier = ctx.classifier() if classify else None
-    except ModelUnavailableError as exc:
+        labeller = WordLabeller.build(embedder, labels, label_texts or labels) if labels else None
+    except (ModelUnavailableError, TextSearchUnavailableError) as exc:
         ctx.jobs.transition(job_id, JobState.FAILED, error=str(exc))
         return False
     settings = ctx.settings
@@ -263,6 +308,7 @@ def embed_chunk(
         classifier is not None and ctx.one_pass(),
         ctx.pass_pool,
         ctx.passes_at_once,
+        labeller,
     )
     reader = ChunkReader(
         ctx.reader_pool,
@@ -328,11 +374,6 @@ def embed_chunk(
         labels=mapped.labels,
         label_scores=mapped.label_scores,
         moves=moves,
-        # Where the vectors came from: a collection refuses another runtime/precision's.
-        provenance=embedder.choice.label,
-        may_mix=may_mix(
-            embedder.choice.label, embedder.agreement, settings.models.allow_mixed_vectors
-        ),
     )
     m = settings.milvus
     sink = ChunkSink(
