@@ -15,7 +15,7 @@ from pymilvus import MilvusClient
 
 from tests.conftest import Stack
 from tests.helpers import counts, sha256_file, submit, wait_job, with_milvus, write_images
-from visionnet.workers.models.runtime import bulk_passes
+from visionnet.workers.models.runtime import Runtime, bulk_passes
 
 
 @pytest.fixture(scope="module", params=["lite", "server"])
@@ -247,6 +247,10 @@ def test_model_workers_warm_up_as_they_start(stack: Stack) -> None:
     passes = bulk_passes(0, "cpu", cores)
     each = cores // passes if passes > 1 else torch.get_num_threads()
     assert re.search(rf"warmed up the embedder in \S+ \({each} CPU threads per pass\)", bulk)
+    # ... and say what runs them, and why: "auto" resolved on this machine (choice.py).
+    chosen = Runtime().choice("cpu")
+    said = f"per pass) on {chosen.label}: {chosen.reason}"
+    assert said in bulk or (chosen.runtime == "onnxruntime" and "torch fp32 instead" in bulk)
     store_log = logs / "store.log"  # no store writer where model workers write directly
     assert not store_log.exists() or "warmed up" not in store_log.read_text()
 

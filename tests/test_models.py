@@ -13,6 +13,7 @@ from tests.helpers import float_dtypes, make_image
 from tests.tiny_model import build_tiny_model
 from visionnet.config.settings import Settings
 from visionnet.workers.models.classifier import Classifier
+from visionnet.workers.models.cpu_flags import cpu_flags, has_fast_bf16
 from visionnet.workers.models.embedder import Embedder
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.models.registry import ModelRegistry
@@ -45,15 +46,18 @@ def test_precision_setting_runs_the_model_in_bf16(model_dir: Path) -> None:
     import torch
 
     images = [make_image(i) for i in range(4)]
-    exact = Embedder(str(model_dir), "cpu").embed(images)
+    exact = Embedder(str(model_dir), "cpu", runtime=Runtime(precision="fp32")).embed(images)
     half = Embedder(str(model_dir), "cpu", runtime=Runtime(precision="bf16"))
     assert half.model.dtype == torch.bfloat16 and half.dtype == torch.bfloat16
     vectors = half.embed(images)
     assert vectors.dtype == np.float32  # stored as float32 whatever the model ran in
     cosine = (vectors * exact).sum(axis=1)
     assert (cosine > 0.98).all() and not np.array_equal(vectors, exact)
-    # auto is fp32 on the CPU: the exact reference.
-    assert Runtime().dtype("cpu") == torch.float32
+    # Measured at load against the fp32 weights it was cast from (agreement.py).
+    assert half.agreement is not None and half.agreement["cosine_min"] > 0.98
+    # auto: bf16 on a CPU with AVX512-BF16/AMX (this project's), else fp32 weights.
+    fast = has_fast_bf16(cpu_flags())
+    assert Runtime().dtype("cpu") == (torch.bfloat16 if fast else torch.float32)
 
 
 def test_conv_nets_run_channels_last_on_the_cpu_with_the_same_vectors(model_dir: Path) -> None:

@@ -60,8 +60,19 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
     for chunk in live:
         if chunk.ids:
             try:
-                ctx.store.ensure_collection(chunk.collection, chunk.dim, chunk.model)
-                ctx.collections.created(chunk.collection, chunk.model, chunk.dim)
+                ctx.store.ensure_collection(
+                    chunk.collection,
+                    chunk.dim,
+                    chunk.model,
+                    chunk.provenance,
+                    may_mix=chunk.may_mix,
+                )
+                ctx.collections.created(
+                    chunk.collection,
+                    chunk.model,
+                    chunk.dim,
+                    vectors=ctx.store.made_by(chunk.collection),
+                )
             except CollectionMismatchError as exc:
                 ctx.jobs.transition(chunk.job_id, JobState.FAILED, error=str(exc))
                 ctx.staging.remove(chunk.job_id, chunk.chunk_no)

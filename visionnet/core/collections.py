@@ -11,6 +11,7 @@ entry goes with it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from visionnet.core.catalog import Catalog
@@ -30,12 +31,19 @@ class CollectionRegistry:
     def __init__(self, client: Any) -> None:
         self._r = client  # decode_responses=True
 
-    def created(self, name: str, model: str, dim: int) -> None:
-        """Record a collection the writer made (or found); keeps the first creation time."""
+    def created(self, name: str, model: str, dim: int, vectors: Sequence[str] = ()) -> None:
+        """Record a collection the writer made (or found); keeps the first creation time.
+
+        ``vectors``: the runtime/precision labels its vectors came from, as the store
+        records them (e.g. "torch/bf16"); empty: not known, the entry keeps what it has.
+        """
         key = PREFIX + name
         pipe = self._r.pipeline()
         pipe.hsetnx(key, "created_at", str(time.time()))
-        pipe.hset(key, mapping={"name": name, "model": model, "dim": dim})
+        fields: dict[str, Any] = {"name": name, "model": model, "dim": dim}
+        if vectors:
+            fields["vectors"] = ",".join(vectors)
+        pipe.hset(key, mapping=fields)
         pipe.sadd(INDEX, name)
         pipe.execute()
 
@@ -48,6 +56,7 @@ class CollectionRegistry:
             "count": Catalog(self._r).count(name),
             "model": raw.get("model", ""),
             "dim": int(raw.get("dim", 0)),
+            "vectors": [v for v in raw.get("vectors", "").split(",") if v],
             "created_at": float(raw.get("created_at", 0)),
             "state": raw.get("state", "ready"),
         }

@@ -27,6 +27,11 @@ class CollectionView(BaseModel):
     count: int = Field(..., description="Images stored through VisionNet's index jobs.")
     model: str = Field(..., description="The embedder whose vectors it holds.")
     dim: int
+    vectors: list[str] = Field(
+        default_factory=list,
+        description='The runtime/precision its vectors came from, e.g. ["torch/bf16"] '
+        "(more than one where models.allow_mixed_vectors let them mix; empty: not recorded).",
+    )
     created_at: str
     state: str = Field(..., description="ready, or deleting while the writer drops it.")
 

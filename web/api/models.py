@@ -16,6 +16,19 @@ from visionnet.web.services import services
 bp = api_blueprint("models", "models", "The models the workers have loaded.")
 
 
+class Agreement(BaseModel):
+    against: str = Field(..., description="The reference, torch/fp32.")
+    probes: int = Field(..., description="Probe pictures compared.")
+    cosine_min: float
+    cosine_mean: float
+    recall_at_10: float = Field(
+        ..., description="Share of each probe's 10 nearest probes that fp32 also finds."
+    )
+    top1: float | None = Field(
+        None, description="Share of probes with fp32's best label (classifiers only)."
+    )
+
+
 class LoadedModel(BaseModel):
     name: str = Field(..., description="A hub id, builtin:<name> or local:<folder>.")
     model_type: str
@@ -24,6 +37,14 @@ class LoadedModel(BaseModel):
         False, description="Outputs averaged over each image and its mirror."
     )
     text_search: bool = Field(False, description="It embeds text in the images' space (CLIP).")
+    runtime: str = Field("torch", description="What runs it: torch or onnxruntime.")
+    precision: str = Field("fp32", description="fp32, bf16, fp16 or int8.")
+    runtime_reason: str = Field(
+        "", description='Why this runtime and precision (what "auto" chose on this machine).'
+    )
+    agreement: Agreement | None = Field(
+        None, description="Its outputs against torch fp32's, measured at load; null: it is fp32."
+    )
 
 
 class Models(BaseModel):

@@ -61,7 +61,7 @@ def export_collection(self: ModelTask, *, job_id: str, params: dict[str, Any]) -
     schema = pa.schema(
         [pa.field(n, COLUMNS[n], nullable=False) for n in names]
         + [pa.field("vector", pa.list_(pa.float32(), dim), nullable=False)],
-        metadata={"collection": collection, "model": info.model},
+        metadata={"collection": collection, "model": info.model, "vectors": ",".join(info.vectors)},
     )
     ctx.jobs.set_fields(job_id, total=ctx.catalog.count(collection))
     rows = 0

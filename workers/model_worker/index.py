@@ -37,6 +37,7 @@ from visionnet.workers.model_worker.chunk_sink import ChunkSink
 from visionnet.workers.model_worker.context import ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
 from visionnet.workers.model_worker.walk import WalkNotes, chunked, iter_images
+from visionnet.workers.models.agreement import may_mix
 from visionnet.workers.models.embedder import TextSearchUnavailableError
 from visionnet.workers.models.loading import ModelUnavailableError
 from visionnet.workers.models.text_labels import WordLabeller
@@ -374,6 +375,11 @@ def embed_chunk(
         labels=mapped.labels,
         label_scores=mapped.label_scores,
         moves=moves,
+        # Where the vectors came from: a collection refuses another runtime/precision's.
+        provenance=embedder.choice.label,
+        may_mix=may_mix(
+            embedder.choice.label, embedder.agreement, settings.models.allow_mixed_vectors
+        ),
     )
     m = settings.milvus
     sink = ChunkSink(

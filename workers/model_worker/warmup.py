@@ -33,6 +33,7 @@ def models_to_warm() -> list[str]:
 def warm(names: list[str]) -> None:
     from visionnet.workers.base import process_context
     from visionnet.workers.model_worker.context import ModelContext
+    from visionnet.workers.models.agreement import summary
 
     ctx = process_context(ModelContext)
     for name in names:
@@ -44,10 +45,13 @@ def warm(names: list[str]) -> None:
             log.exception("warm-up of the %s failed", name)
             continue
         log.info(
-            "warmed up the %s in %.2fs (%d CPU threads per pass)",
+            "warmed up the %s in %.2fs (%d CPU threads per pass) on %s: %s; %s",
             name,
             time.perf_counter() - start,
             _cpu_threads(),
+            model.choice.label,
+            model.choice.reason,
+            summary(model.agreement),
         )
 
 

@@ -147,7 +147,7 @@ def measure_change(model: Any, change: Callable[[], None], count: int = PROBES) 
 def summary(agreement: Agreement | None) -> str:
     """One phrase for a log line."""
     if agreement is None:
-        return "the fp32 reference itself"
+        return "nothing to measure against (it is the fp32 reference)"
     text = (
         f"against {agreement['against']} on {agreement['probes']} probes: cosine min "
         f"{agreement['cosine_min']:.4f} mean {agreement['cosine_mean']:.4f}, recall@10 "
@@ -164,3 +164,10 @@ def recall_against_fp32(label: str, agreement: Agreement | None) -> float | None
     if label == REFERENCE:
         return 1.0
     return None if agreement is None else agreement["recall_at_10"]
+
+
+def may_mix(label: str, agreement: Agreement | None, allowed: bool) -> bool:
+    """Whether vectors made as ``label`` may join a collection of another runtime/precision
+    of their model: ``models.allow_mixed_vectors`` and a measured recall@10 >= 0.99."""
+    recall = recall_against_fp32(label, agreement)
+    return allowed and recall is not None and recall >= MIXING_RECALL

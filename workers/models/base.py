@@ -6,10 +6,11 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from visionnet.workers.models.agreement import Agreement, measure_change, summary
 from visionnet.workers.models.batch_preprocess import BatchPreprocessor
 from visionnet.workers.models.info import ModelInfo, public_name
 from visionnet.workers.models.loading import resolved_ref
-from visionnet.workers.models.runtime import Runtime
+from visionnet.workers.models.runtime import Runtime, torch_dtype
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,7 +69,16 @@ class ImageModel:
         self.device = device
         self.offline = offline
         self.runtime = runtime or Runtime()
-        self.dtype = self.runtime.dtype(device)
+        # models.runtime and models.precision resolved for this device, with the reason.
+        self.choice = self.runtime.choice(device)
+        # The weights load in fp32, the reference the chosen setting is measured
+        # against (agreement.py): torch bf16/fp16 is cast after that, in ``_ready``;
+        # onnxruntime's graphs are exported from them.
+        import torch
+
+        self.dtype: Any = torch.float32
+        # The chosen setting's outputs against fp32's (None for torch fp32 itself).
+        self.agreement: Agreement | None = None
         # The model's forward (compiled or not) and the memory format of its inputs.
         self.forward: Any = None
         self.memory_format: Any = None
@@ -91,6 +101,22 @@ class ImageModel:
         # Resize, rescale and normalise as tensor ops over the batch, where the
         # processor's recipe is only that (batch_preprocess.py).
         self.batch_preprocess = BatchPreprocessor.for_processor(self.processor)
+        self._lower_precision()
+
+    def _lower_precision(self) -> None:
+        """torch bf16/fp16: measure against the fp32 weights just loaded, then cast to it."""
+        if self.choice.runtime != "torch" or self.choice.precision == "fp32":
+            return
+        target = torch_dtype(self.choice)
+        forward, self.forward = self.forward, self.model  # measured uncompiled
+
+        def cast() -> None:
+            self.model.to(target)
+            self.dtype = target
+
+        self.agreement = measure_change(self, cast)
+        self.forward = forward
+        log.info("%s on %s: %s", self.name, self.choice.label, summary(self.agreement))
 
     def pixel_values(self, images: Sequence[Any]) -> dict[str, Any]:
         """The processor's batch, on the device, in the model's dtype and memory format.

@@ -45,7 +45,13 @@ class Classifier(ImageModel):
             AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=self.dtype
         )
         self._ready(self.model.config)
-        self.info = describe(self.name, self.model.config, flip_invariant=self.flip_invariant)
+        self.info = describe(
+            self.name,
+            self.model.config,
+            flip_invariant=self.flip_invariant,
+            choice=self.choice,
+            agreement=self.agreement,
+        )
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
         # What the head read in this thread's last pass, when asked (see ``predict_with_features``).
         self._head_input = threading.local()

@@ -62,6 +62,8 @@ class Embedder(ImageModel):
             config,
             flip_invariant=self.flip_invariant,
             text_search=self.text_model is not None,
+            choice=self.choice,
+            agreement=self.agreement,
         )
 
     def _load_text_tower(self, ref: str, offline: bool) -> None:

@@ -2,7 +2,8 @@
 
 On a GPU, bf16 halves memory traffic, channels_last lets cuDNN pick its fast
 convolution kernels and ``torch.compile`` fuses the small ops of a ViT. On the
-CPU fp32 is both the fastest and the exact reference, and channels_last pays
+CPU, bf16 pays where the CPU has AVX512-BF16 or AMX, fp32 elsewhere (what
+"auto" picks is choice.py's), and channels_last pays
 too: oneDNN's convolutions run on NHWC without reordering each layer (the demo
 model's passes over 32 pictures on 2 cores: 1.34x, ``bench/memory_format.py``).
 SDPA attention needs no option: transformers uses it by default for every
@@ -14,7 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from visionnet.workers.models.choice import PrecisionName, RuntimeName
+from visionnet.workers.models.choice import (
+    Choice,
+    PrecisionName,
+    RuntimeName,
+    choose,
+    onnx_available,
+)
+from visionnet.workers.models.cpu_flags import cpu_flags
 
 Precision = PrecisionName
 FlipInvariance = Literal["auto", "on", "off"]
@@ -39,19 +47,25 @@ class Runtime:
             return bool(getattr(config, FLIP_INVARIANT_FLAG, False))
         return self.flip_invariant == "on"
 
-    def dtype(self, device: str) -> Any:
-        """auto: bf16 on GPUs that have it, else fp16; fp32 on the CPU."""
-        import torch
-
-        if self.precision == "fp32":
-            return torch.float32
-        if self.precision == "fp16":
-            return torch.float16
-        if self.precision == "bf16":
-            return torch.bfloat16
+    def choice(self, device: str) -> Choice:
+        """The runtime and precision a model runs with on ``device``, and why (choice.py)."""
+        cuda_bf16 = False
         if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+            import torch
+
+            cuda_bf16 = bool(torch.cuda.is_bf16_supported())
+        return choose(
+            device=device,
+            runtime=self.backend,
+            precision=self.precision,
+            flags=cpu_flags(),
+            onnx_available=onnx_available(),
+            cuda_bf16=cuda_bf16,
+        )
+
+    def dtype(self, device: str) -> Any:
+        """The torch dtype a model runs in on ``device`` (fp32 under onnxruntime)."""
+        return torch_dtype(self.choice(device))
 
     def memory_format(self, model: Any) -> Any:
         """channels_last for conv nets, on any device; ``None`` means leave tensors as they are."""
@@ -74,6 +88,15 @@ class Runtime:
 
             forward = torch.compile(model)
         return forward, fmt
+
+
+def torch_dtype(choice: Choice) -> Any:
+    """The dtype of the torch weights: onnxruntime's graphs (int8 too) come from fp32 ones."""
+    import torch
+
+    if choice.runtime != "torch":
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice.precision, torch.float32)
 
 
 def bulk_passes(setting: int, device: str, cores: int | None) -> int:

@@ -82,6 +82,8 @@ class ExportFile:
     dim: int
     rows: int
     columns: tuple[str, ...]
+    # The runtime/precision labels of its vectors (none in exports made before them).
+    vectors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,9 @@ def open_export(path: Path) -> ExportFile:
                 f"{path}: column {name!r} is {meta.field(name).type}, expected {kind}"
             )
     columns = tuple(n for n in [*REQUIRED, *OPTIONAL] if n in meta.names)
+    made = tuple(v for v in info.get("vectors", "").split(",") if v)
     return ExportFile(
-        path, info.get("collection", ""), info["model"], vector.list_size, rows, columns
+        path, info.get("collection", ""), info["model"], vector.list_size, rows, columns, made
     )
 
 
@@ -165,12 +168,15 @@ def import_rows(
     catalog, registry = Catalog(redis_client), CollectionRegistry(redis_client)
     created = not store.has_collection(collection)
     try:
-        store.ensure_collection(collection, export.dim, export.model)
+        # Vectors of one runtime/precision are checked like an index job's; a file of
+        # mixed or unrecorded ones is not (the collection records none of them).
+        made = export.vectors[0] if len(export.vectors) == 1 else ""
+        store.ensure_collection(collection, export.dim, export.model, made)
     except CollectionMismatchError as exc:
         raise ImportRefusedError(
             f"{exc} (the file {export.path} holds {export.dim}-d vectors of {export.model!r})"
         ) from exc
-    registry.created(collection, export.model, export.dim)
+    registry.created(collection, export.model, export.dim, vectors=store.made_by(collection))
     before = catalog.count(collection)
     done = unflushed = 0
     pending: dict[str, dict[str, Any]] = {}

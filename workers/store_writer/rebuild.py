@@ -26,7 +26,7 @@ def rebuild_catalog(ctx: WorkerContext, names: Iterable[str] | None = None) -> d
     counts: dict[str, int] = {}
     for name in list(names) if names is not None else ctx.store.names():
         info = ctx.store.info(name)
-        ctx.collections.created(name, info.model, info.dim)
+        ctx.collections.created(name, info.model, info.dim, vectors=info.vectors)
         fields = [f for f in METADATA_FIELDS if f in info.fields]
         rows = 0
         page: dict[str, dict[str, object]] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from pymilvus import DataType, MilvusClient, MilvusException
@@ -29,6 +29,9 @@ LABEL_LEN = 256
 # Stored beside each vector; collections made before a field existed lack it.
 METADATA_FIELDS = ("path", "size", "indexed_at", "width", "height", "label", "label_score")
 MODEL_PROPERTY = "visionnet.model"
+# How the collection's vectors were made, e.g. "torch/bf16" (runtime/precision,
+# comma-separated where models.allow_mixed_vectors let a second one in).
+VECTORS_PROPERTY = "visionnet.vectors"
 UPSERT_BATCH = 1024
 # HNSW candidate list of a filtered search (stack facts: a filter matching under
 # about 0.1% of rows returns fewer than k hits below about 1,024).
@@ -38,7 +41,7 @@ COLLECTION_NOT_FOUND = 100
 
 
 class CollectionMismatchError(ValueError):
-    """An existing collection holds vectors of another model or dimension."""
+    """An existing collection holds vectors of another model, dimension or runtime/precision."""
 
 
 class CollectionNotFoundError(LookupError):
@@ -67,6 +70,9 @@ class CollectionInfo:
     dim: int
     model: str
     fields: frozenset[str]
+    # The runtime/precision labels its vectors came from ("" for a collection made
+    # before collections recorded them: the first writer's label is adopted).
+    vectors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,9 @@ class VectorStore:
         # Writes record their timestamp here; "Session" reads wait for exactly that.
         self._clock = clock
         self._loaded: set[str] = set()
-        self._verified: dict[str, tuple[int, str]] = {}
+        self._verified: dict[str, tuple[int, str, str]] = {}
         self._fields: dict[str, frozenset[str]] = {}
+        self._made: dict[str, tuple[str, ...]] = {}
 
     def names(self) -> list[str]:
         """Every collection in the store."""
@@ -116,12 +123,21 @@ class VectorStore:
         self._require(name)
         info = self._client.describe_collection(name, timeout=self._timeout)
         dim = next(int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector")
-        model = str(info.get("properties", {}).get(MODEL_PROPERTY, ""))
-        return CollectionInfo(dim, model, frozenset(f["name"] for f in info["fields"]))
+        properties = info.get("properties", {})
+        model = str(properties.get(MODEL_PROPERTY, ""))
+        made = tuple(v for v in str(properties.get(VECTORS_PROPERTY, "")).split(",") if v)
+        return CollectionInfo(dim, model, frozenset(f["name"] for f in info["fields"]), made)
 
-    def ensure_collection(self, name: str, dim: int, model: str) -> None:
-        """Create on first use; refuse vectors of another model or dimension."""
-        if self._verified.get(name) == (dim, model):
+    def ensure_collection(
+        self, name: str, dim: int, model: str, vectors: str = "", *, may_mix: bool = False
+    ) -> None:
+        """Create on first use; refuse vectors of another model or dimension, and of
+        another runtime/precision (``vectors``, e.g. "torch/bf16") unless ``may_mix``
+        (models.allow_mixed_vectors with the model's recall@10 against fp32 >= 0.99).
+
+        ``vectors`` empty: not known (an import of an old export), not checked.
+        """
+        if self._verified.get(name) == (dim, model, vectors):
             return  # checked already by this process: no round trip per chunk
         if self.has_collection(name):
             found = self.info(name)
@@ -132,8 +148,27 @@ class VectorStore:
                     f"{stored_model!r}; this job makes {dim}-d vectors of {model!r}. "
                     "Index into another collection."
                 )
-            self._verified[name] = (dim, model)
+            if vectors and vectors not in found.vectors:
+                if found.vectors and not may_mix:
+                    made = " and ".join(found.vectors)
+                    runtime, _, precision = found.vectors[0].partition("/")
+                    raise CollectionMismatchError(
+                        f"collection {name!r} holds vectors of {model!r} made by {made}; this "
+                        f"job makes them by {vectors} (models.runtime/models.precision). "
+                        "Index into another collection, set models.runtime = "
+                        f'"{runtime}" and models.precision = "{precision}" to match, or set '
+                        "models.allow_mixed_vectors (taken only where the model's recall@10 "
+                        "against fp32, in GET /api/v1/models, is at least 0.99)."
+                    )
+                # A collection made before collections recorded it adopts the first
+                # writer's; a mix that is allowed is recorded beside the first.
+                made_now = (*found.vectors, vectors)
+                self._set_vectors(name, made_now)
+                log.info("collection %s: vectors made by %s", name, ", ".join(made_now))
+                found = replace(found, vectors=made_now)
+            self._verified[name] = (dim, model, vectors)
             self._fields[name] = found.fields
+            self._made[name] = found.vectors
             return
         schema = self._client.create_schema(auto_id=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LEN)
@@ -152,15 +187,27 @@ class VectorStore:
             name,
             schema=schema,
             index_params=index,
-            properties={MODEL_PROPERTY: model},
+            properties={MODEL_PROPERTY: model, **({VECTORS_PROPERTY: vectors} if vectors else {})},
             # Reads see every acknowledged write (a real server defaults to
             # Bounded: up to 5 s stale); Milvus Lite is always strong.
             consistency_level="Strong",
             timeout=self._timeout,
         )
-        self._verified[name] = (dim, model)
+        self._verified[name] = (dim, model, vectors)
         self._fields[name] = frozenset(f.name for f in schema.fields)
-        log.info("created collection %s (%d-d, %s)", name, dim, model)
+        self._made[name] = (vectors,) if vectors else ()
+        log.info("created collection %s (%d-d, %s, %s)", name, dim, model, vectors or "?")
+
+    def made_by(self, name: str) -> tuple[str, ...]:
+        """The runtime/precision labels of the collection's vectors (as ``info``, cached)."""
+        if name not in self._made:
+            self._made[name] = self.info(name).vectors
+        return self._made[name]
+
+    def _set_vectors(self, name: str, made: Sequence[str]) -> None:
+        self._client.alter_collection_properties(
+            name, properties={VECTORS_PROPERTY: ",".join(made)}, timeout=self._timeout
+        )
 
     def drop_collection(self, name: str) -> None:
         if self.has_collection(name):
@@ -170,6 +217,7 @@ class VectorStore:
         self._loaded.discard(name)
         self._verified.pop(name, None)
         self._fields.pop(name, None)
+        self._made.pop(name, None)
 
     def fields(self, name: str) -> frozenset[str]:
         """The collection's field names (older collections lack newer metadata fields)."""

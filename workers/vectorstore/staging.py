@@ -58,6 +58,11 @@ class StagedChunk:
     # Files found at a new path whose old path is gone: id -> new path. Their rows
     # are stored already; the writer only rewrites the path (no vector here).
     moves: dict[str, str] = field(default_factory=dict)
+    # The runtime/precision that made the vectors (e.g. "torch/bf16"), and whether
+    # they may join a collection of another (models.allow_mixed_vectors and the
+    # model's recall@10 against fp32 at least 0.99): ``ensure_collection``.
+    provenance: str = ""
+    may_mix: bool = False
 
     def metadata(self, i: int) -> dict[str, Any]:
         """Row ``i``'s stored fields beside id and vector."""
@@ -111,6 +116,8 @@ class StagingArea:
             "labels": chunk.labels,
             "label_scores": chunk.label_scores,
             "moves": chunk.moves,
+            "provenance": chunk.provenance,
+            "may_mix": chunk.may_mix,
         }
         data = np.ascontiguousarray(chunk.vectors, dtype="<f4").tobytes()
         key = self._prefix + chunk.member
@@ -145,6 +152,8 @@ class StagingArea:
             labels=meta.get("labels", []),
             label_scores=meta.get("label_scores", []),
             moves=meta.get("moves", {}),
+            provenance=meta.get("provenance", ""),
+            may_mix=bool(meta.get("may_mix", False)),
         )
 
     def oldest(self, limit: int) -> list[tuple[str, int]]:
