@@ -61,6 +61,7 @@ class ModelContext(WorkerContext):
             channels_last=m.channels_last,
             compile=m.compile,
             flip_invariant=m.flip_invariant,
+            onnx_cache=str(self.settings.data_path / "onnx"),
         )
         return ModelRegistry(m.device, offline=m.offline, runtime=runtime)
 

@@ -102,6 +102,8 @@ class ImageModel:
         # processor's recipe is only that (batch_preprocess.py).
         self.batch_preprocess = BatchPreprocessor.for_processor(self.processor)
         self._lower_precision()
+        if self.choice.runtime == "onnxruntime":
+            self._use_onnxruntime()
 
     def _lower_precision(self) -> None:
         """torch bf16/fp16: measure against the fp32 weights just loaded, then cast to it."""
@@ -117,6 +119,19 @@ class ImageModel:
         self.agreement = measure_change(self, cast)
         self.forward = forward
         log.info("%s on %s: %s", self.name, self.choice.label, summary(self.agreement))
+
+    def _use_onnxruntime(self) -> None:
+        """The pass on onnxruntime (onnx_forward.py), or torch with the reason in ``choice``."""
+        from pathlib import Path
+
+        from visionnet.workers.models.onnx_cache import default_root
+        from visionnet.workers.models.onnx_forward import use_onnxruntime
+
+        root = Path(self.runtime.onnx_cache) if self.runtime.onnx_cache else default_root()
+        agreement = measure_change(self, lambda: use_onnxruntime(self, root))
+        if self.choice.runtime == "onnxruntime":  # else it fell back to torch fp32
+            self.agreement = agreement
+            log.info("%s on %s: %s", self.name, self.choice.label, summary(agreement))
 
     def pixel_values(self, images: Sequence[Any]) -> dict[str, Any]:
         """The processor's batch, on the device, in the model's dtype and memory format.

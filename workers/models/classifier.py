@@ -44,6 +44,9 @@ class Classifier(ImageModel):
         self.model: Any = load_pretrained(
             AutoModelForImageClassification.from_pretrained, ref, offline=offline, dtype=self.dtype
         )
+        # What the head read in this thread's last pass, when asked (see ``predict_with_features``).
+        self._head_input = threading.local()
+        self._head_hooked = False
         self._ready(self.model.config)
         self.info = describe(
             self.name,
@@ -53,9 +56,6 @@ class Classifier(ImageModel):
             agreement=self.agreement,
         )
         self._multi_label = self.model.config.problem_type == "multi_label_classification"
-        # What the head read in this thread's last pass, when asked (see ``predict_with_features``).
-        self._head_input = threading.local()
-        self._head_hooked = False
 
     def _warm(self, image: Image) -> None:
         self.predict([image], 1)
@@ -96,7 +96,8 @@ class Classifier(ImageModel):
     ) -> tuple[list[list[Prediction]], NDArray[np.float32]]:
         import torch
 
-        self._hook_head()
+        if not getattr(self.forward, "gives_head_input", False):  # onnxruntime's output has it
+            self._hook_head()
         self._head_input.want, self._head_input.value = True, None
         try:
             logits = self._logits(images)
@@ -136,7 +137,11 @@ class Classifier(ImageModel):
 
         inputs = self.pixel_values(images)
         with torch.inference_mode():
-            logits = self.forward(**inputs).logits.float()
+            out = self.forward(**inputs)
+            head_input = getattr(out, "head_input", None)
+            if head_input is not None and getattr(self._head_input, "want", False):
+                self._head_input.value = head_input
+            logits = out.logits.float()
             if self.flip_invariant:
                 logits = mirror_mean(logits)
         return logits

@@ -38,6 +38,9 @@ class Runtime:
     compile: bool = False
     flip_invariant: FlipInvariance = "auto"
     backend: RuntimeName = "auto"
+    # Where exported ONNX graphs are kept (the worker passes <data_dir>/onnx); empty:
+    # the user's cache folder (onnx_cache.default_root).
+    onnx_cache: str = ""
 
     def flips(self, config: Any) -> bool:
         """Whether a model averages its outputs over each image and its mirror."""
