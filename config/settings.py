@@ -216,6 +216,9 @@ class RetentionSettings(BaseModel):
     export: int = Field(
         0, ge=0, description="A finished export job's record and download (0: result_ttl_s)."
     )
+    duplicates: int = Field(
+        0, ge=0, description="A finished duplicates job's record and groups (0: result_ttl_s)."
+    )
 
 
 class JobSettings(Section):
@@ -280,6 +283,28 @@ class JobSettings(Section):
     )
     keep_archives: bool = Field(
         False, description="Keep unpacked archives after their job's records expire."
+    )
+
+
+class DuplicatesSettings(Section):
+    threshold: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Cosine similarity at or above which two images are near-duplicates "
+        "(a job's threshold overrides it).",
+    )
+    neighbours: int = Field(
+        10, ge=1, le=1000, description="Nearest neighbours looked at per image."
+    )
+    search_batch: int = Field(
+        256, ge=1, le=4096, description="Query vectors sent in one store search call."
+    )
+    checkpoint_every: int = Field(
+        2048,
+        ge=1,
+        description="Images between two checkpoints: a job whose worker died resumes from "
+        "its last one.",
     )
 
 
@@ -365,6 +390,7 @@ class Settings(BaseSettings):
     jobs: JobSettings
     flower: FlowerSettings
     stack: StackSettings
+    duplicates: DuplicatesSettings = Field(default_factory=DuplicatesSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -65,6 +65,10 @@ def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str,
         VISIONNET_WEB__MAX_ARCHIVE_BYTES=str(2 * 1024 * 1024),
         VISIONNET_JOBS__ARCHIVE_MAX_UNPACKED_BYTES=str(8 * 1024 * 1024),
         VISIONNET_JOBS__ARCHIVE_MAX_ENTRIES="500",
+        # Small searches and frequent checkpoints, so that tests/test_duplicates.py can
+        # kill a duplicates job between two checkpoints of a few hundred images.
+        VISIONNET_DUPLICATES__SEARCH_BATCH="2",
+        VISIONNET_DUPLICATES__CHECKPOINT_EVERY="4",
     )
     env.update(extra)
     return env

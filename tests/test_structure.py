@@ -179,7 +179,15 @@ def test_the_job_type_table_drives_routes_tasks_and_endpoints() -> None:
     routes = celery_config(settings)["task_routes"]
     celery.loader.import_default_modules()
     spec_doc = create_app({"SETTINGS": settings}).api_doc
-    assert set(JOB_TYPES) == {"classify", "delete", "embed", "export", "index", "search"}
+    assert set(JOB_TYPES) == {
+        "classify",
+        "delete",
+        "duplicates",
+        "embed",
+        "export",
+        "index",
+        "search",
+    }
     for spec in JOB_TYPES.values():
         assert routes[spec.task] == {"queue": spec.queue}
         assert spec.task in celery.tasks, spec.task

@@ -8,6 +8,7 @@ refused the request, 4 the API could not be reached, 130 detached by Ctrl-C
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -141,6 +142,12 @@ def _print_job(job: Job, as_json: bool) -> None:
         table.add_row("deleted", f"{result['deleted']} from {result['collection']}")
     if job["type"] == "export" and result:
         table.add_row("exported", f"{result['rows']} rows, {result['bytes']:,} bytes")
+    if job["type"] == "duplicates" and result:
+        table.add_row(
+            "groups",
+            f"{result['groups']} ({result['images_in_groups']} of {result['images']} images); "
+            f"listed by GET /api/v1/jobs/{job['id']}/groups",
+        )
     Console().print(table)
 
 
@@ -460,6 +467,77 @@ def export_cmd(collection: str, out: Path, url: str | None, as_json: bool) -> No
     _run(body)
 
 
+GROUP_COLUMNS = ("group", "keep", "id", "path", "size", "width", "height", "score")
+
+
+@click.command("duplicates")
+@click.argument("collection")
+@click.option("--threshold", "-t", type=float, default=None, help="Cosine similarity cut-off.")
+@click.option("--path-prefix", default=None, help="Only images whose path starts with this.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: one row per group member.")
+@url_option
+@json_option
+def duplicates_cmd(
+    collection: str,
+    threshold: float | None,
+    path_prefix: str | None,
+    as_csv: bool,
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """Find groups of near-duplicate images in COLLECTION; print them, largest first."""
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+
+    def body() -> int:
+        client = _client(url)
+        job_id = client.duplicates(collection, threshold=threshold, path_prefix=path_prefix)
+        quiet = as_json or as_csv
+        try:
+            job = client.wait(job_id) if quiet else _with_bar(client, job_id)
+        except KeyboardInterrupt:
+            console.print(f"detached; job {job_id} goes on. Re-attach: visionnet job {job_id}")
+            return EXIT_DETACHED
+        if job["state"] != "succeeded":
+            _print_job(job, as_json)
+            return EXIT_JOB_FAILED
+        groups = list(client.all_groups(job_id))
+        if as_json:
+            click.echo(json.dumps({"job_id": job_id, "result": job["result"], "groups": groups}))
+        elif as_csv:
+            writer = csv.writer(sys.stdout)
+            writer.writerow(GROUP_COLUMNS)
+            for number, group in enumerate(groups, 1):
+                for m in group["members"]:
+                    keep = m["id"] == group["keep"]
+                    writer.writerow([number, keep, *(m[c] for c in GROUP_COLUMNS[2:])])
+        else:
+            _print_groups(job, groups)
+        return 0
+
+    _run(body)
+
+
+def _print_groups(job: Job, groups: list[dict[str, Any]]) -> None:
+    result = job["result"]
+    table = Table("group", "", "score", "pixels", "bytes", "path")
+    for number, group in enumerate(groups, 1):
+        for m in group["members"]:
+            table.add_row(
+                str(number),
+                "keep" if m["id"] == group["keep"] else "",
+                f"{m['score']:.4f}",
+                f"{m['width']}x{m['height']}",
+                f"{m['size']:,}",
+                m["path"],
+            )
+    Console().print(table)
+    console.print(
+        f"{result['groups']} group(s), {result['images_in_groups']} of {result['images']} "
+        f"images, threshold {result['threshold']} (job {job['id']})"
+    )
+
+
 COMMANDS = (
     index_cmd,
     jobs_cmd,
@@ -468,4 +546,5 @@ COMMANDS = (
     search_cmd,
     collections_cmd,
     export_cmd,
+    duplicates_cmd,
 )

@@ -213,6 +213,37 @@ class Client:
         """A job that writes the collection to a Parquet file; fetch it with ``download``."""
         return self._submit("export", json={"collection": collection})
 
+    def duplicates(
+        self,
+        collection: str,
+        *,
+        threshold: float | None = None,
+        path_prefix: str | None = None,
+        k: int | None = None,
+    ) -> str:
+        """A job that groups the collection's near-duplicates (cosine >= ``threshold``);
+        read its groups with ``groups`` once it succeeded."""
+        body: dict[str, Any] = {"collection": collection}
+        given = {"threshold": threshold, "path_prefix": path_prefix, "k": k}
+        body.update({name: value for name, value in given.items() if value is not None})
+        return self._submit("duplicates", json=body)
+
+    def groups(self, job_id: str, page: int = 1, per_page: int = 200) -> dict[str, Any]:
+        """One page of a finished duplicates job's groups (largest first)."""
+        params = {"page": page, "per_page": per_page}
+        found: dict[str, Any] = self._call("GET", f"/jobs/{job_id}/groups", params=params)
+        return found
+
+    def all_groups(self, job_id: str, per_page: int = 200) -> Iterator[dict[str, Any]]:
+        """Every group of a finished duplicates job, a page at a time."""
+        page = 1
+        while True:
+            found = self.groups(job_id, page, per_page)
+            yield from found["groups"]
+            if page * per_page >= found["total"] or not found["groups"]:
+                return
+            page += 1
+
     def download(self, job_id: str, out: str | Path, chunk_bytes: int = 1 << 20) -> int:
         """Stream a finished export job's file to ``out``; the bytes written."""
         url = f"{self.base_url}/api/v1/jobs/{job_id}/export"

@@ -13,7 +13,7 @@ from flask_openapi3 import Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from visionnet.config.settings import Settings, get_settings
-from visionnet.web.api import collections, health, images, jobs, models, submit
+from visionnet.web.api import collections, duplicates, health, images, jobs, models, submit
 from visionnet.web.api.common import require_token
 from visionnet.web.errors import register_error_handlers, validation_error_response
 from visionnet.web.metrics import render as render_metrics
@@ -40,7 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     app.config.update(test_config)
     app.extensions[EXTENSION_KEY] = Services.build(settings)
     register_error_handlers(app)
-    for module in (submit, jobs, collections, images, models, health):
+    for module in (submit, jobs, duplicates, collections, images, models, health):
         app.register_api(module.bp)
 
     @app.get("/metrics", doc_ui=False)

@@ -19,6 +19,7 @@ from visionnet.config.settings import Settings
 from visionnet.core.blobs import BlobStore
 from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
+from visionnet.core.dupgroups import DuplicateStore
 from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.jobtypes import retention_by_type
 from visionnet.core.liveness import WorkerRegistry
@@ -40,6 +41,7 @@ class Services:
     models: LoadedModels
     celery: Celery
     workers: WorkerRegistry  # the workers' own liveness records: health never asks them
+    duplicates: DuplicateStore  # duplicates jobs' groups, paged by the web
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -69,6 +71,7 @@ class Services:
             models=LoadedModels(text),
             celery=celery,
             workers=WorkerRegistry(text),
+            duplicates=DuplicateStore(text, settings.result_ttl_s),
         )
 
     def send(self, task: str, job_id: str, **kwargs: Any) -> None:

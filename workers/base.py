@@ -28,6 +28,7 @@ from visionnet.config.settings import Settings, get_settings
 from visionnet.core.blobs import BlobStore
 from visionnet.core.catalog import Catalog
 from visionnet.core.collections import CollectionRegistry
+from visionnet.core.dupgroups import DuplicateStore
 from visionnet.core.jobs import JobState, JobStore
 from visionnet.core.jobtypes import retention_by_type
 from visionnet.core.redis_conn import connect
@@ -63,6 +64,10 @@ class WorkerContext:
     @cached_property
     def catalog(self) -> Catalog:
         return Catalog(self._redis)
+
+    @cached_property
+    def duplicates(self) -> DuplicateStore:
+        return DuplicateStore(self._redis, self.settings.result_ttl_s)
 
     @cached_property
     def staging(self) -> StagingArea:

@@ -177,6 +177,32 @@ class ExportParams(BaseModel):
     collection: str = _collection()
 
 
+class DuplicatesParams(BaseModel):
+    collection: str = _collection()
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Cosine similarity at or above which two images are near-duplicates "
+        "(default: the duplicates.threshold setting).",
+    )
+    path_prefix: str | None = Field(
+        None,
+        pattern=r"^/(?:[^\\\u0000]|\\\\|\\x[0-9a-f]{2})*$",
+        max_length=4096,
+        description=(
+            "Only images whose stored path starts with this (absolute, in the text form of "
+            "paths: a backslash only as \\\\ or \\xNN)."
+        ),
+    )
+    k: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Nearest neighbours looked at per image (default: duplicates.neighbours).",
+    )
+
+
 @dataclass(frozen=True)
 class JobTypeSpec:
     name: str
@@ -189,6 +215,8 @@ class JobTypeSpec:
     queue: str = MODELS_QUEUE
     # The handler module, when it is not the model worker's module of that name.
     module: str | None = None
+    # The web answers 404 for a collection it does not know, before queueing anything.
+    needs_collection: bool = False
 
     @property
     def task(self) -> str:
@@ -248,6 +276,16 @@ JOB_TYPES: dict[str, JobTypeSpec] = {
             # Long and read-only: bulk work, on a model worker.
             queue=BULK_QUEUE,
             module="visionnet.workers.model_worker.export",
+        ),
+        JobTypeSpec(
+            "duplicates",
+            "Find groups of near-duplicate images in a collection",
+            InputKind.COLLECTION,
+            DuplicatesParams,
+            # Minutes over a large collection, read-only: bulk work, on a model worker.
+            queue=BULK_QUEUE,
+            module="visionnet.workers.model_worker.duplicates",
+            needs_collection=True,
         ),
     )
 }

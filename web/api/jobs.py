@@ -36,6 +36,10 @@ def _load(job_id: str) -> dict[str, str]:
     return _fail_if_stalled(job_id, record)
 
 
+# For the job endpoints of other modules (a duplicates job's groups).
+load_job = _load
+
+
 def _fail_if_stalled(job_id: str, record: dict[str, str]) -> dict[str, str]:
     """A running job that stopped making progress ends ``failed``, never ``running`` forever.
 
@@ -131,9 +135,10 @@ def delete_job(path: JobPath) -> Any:
     if svc.jobs.transition(path.job_id, JobState.CANCELLED):
         svc.celery.control.revoke(path.job_id)
     # Vectors already written stay in their collection; only the record goes (and
-    # an export's file).
+    # an export's file, a duplicates job's groups).
     svc.jobs.delete(path.job_id)
     export_path(svc.settings, path.job_id).unlink(missing_ok=True)
+    svc.duplicates.delete(path.job_id)
     return "", 204
 
 

@@ -19,10 +19,11 @@ from visionnet.web.api.common import (
     parse_request,
     request_body,
 )
+from visionnet.web.errors import APIError
 from visionnet.web.inputs import INPUTS
 from visionnet.web.requests import params_of, request_models
 from visionnet.web.schemas import ErrorBody, JobAccepted
-from visionnet.web.services import services
+from visionnet.web.services import Services, services
 
 bp = api_blueprint("submit", "jobs", "Submit jobs: " + ", ".join(JOB_TYPES) + ".")
 RESPONSES: dict[str | int, type[BaseModel] | dict[Any, Any] | None] = {
@@ -32,6 +33,13 @@ RESPONSES: dict[str | int, type[BaseModel] | dict[Any, Any] | None] = {
     413: ErrorBody,
     415: ErrorBody,
 }
+
+
+def known_collection(svc: Services, name: str) -> None:
+    """404 before anything is queued, for a job that only makes sense on existing images."""
+    entry = svc.collections.get(name)
+    if entry is None or entry["state"] == "deleting":
+        raise APIError(404, "not_found", f"no collection named {name!r}")
 
 
 def submit_endpoint(spec: JobTypeSpec) -> Callable[[], Any]:
@@ -45,6 +53,8 @@ def submit_endpoint(spec: JobTypeSpec) -> Callable[[], Any]:
             request.max_content_length = svc.settings.web.max_archive_bytes
         req = parse_request(models)
         params = params_of(spec, req)
+        if spec.needs_collection:
+            known_collection(svc, params["collection"])
         if spec.k_param:
             params[spec.k_param] = check_k(params[spec.k_param])
         job_id = new_job_id()

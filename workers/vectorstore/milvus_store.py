@@ -366,6 +366,32 @@ class VectorStore:
             for hits in result
         ]
 
+    def neighbours(
+        self, name: str, vectors: Sequence[Sequence[float]], k: int, expr: str = ""
+    ) -> list[list[tuple[str, float]]]:
+        """Top ``k`` (id, cosine) of each of many query vectors, in one search call.
+
+        Ids and scores only: a duplicates job has every row's metadata already.
+        A top-k search, not a range search (``radius``): on Milvus Lite the range
+        search was three times slower (2,000 queries, batches of 250).
+        """
+        ef = max(self._ef, k, FILTERED_EF if expr else 0)
+        consistency = self._read_consistency(name)
+        result = self._with_loaded(
+            name,
+            lambda: self._client.search(
+                name,
+                data=[list(v) for v in vectors],
+                limit=k,
+                filter=expr,
+                output_fields=[],
+                search_params={"metric_type": "COSINE", "params": {"ef": ef}},
+                timeout=self._timeout,
+                **consistency,
+            ),
+        )
+        return [[(str(h["id"]), float(h["distance"])) for h in hits] for hits in result]
+
     def matching_ids(self, name: str, expr: str, batch: int = 4096) -> list[str]:
         """Ids of every row matching ``expr``, page by page."""
         return [str(row["id"]) for row in self.iterate(name, expr, ["id"], batch)]
