@@ -71,7 +71,8 @@ def find_duplicates(self: ModelTask, *, job_id: str, params: dict[str, Any]) -> 
     ctx.jobs.set_fields(job_id, total=total, done=first, resumed_from=first)
     pairs = _search(ctx, store, job_id, p.collection, expr, images, first, k, threshold)
     if pairs is None:
-        return  # cancelled
+        store.drop_checkpoint(job_id)  # cancelled: nothing will resume it
+        return
     groups = build_groups(images, [*saved.pairs, *pairs])
     keep_s = retention_by_type(ctx.settings)["duplicates"]
     store.save_groups(job_id, groups, keep_s)
