@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from PIL import Image, PngImagePlugin
 
 from tests.conftest import ARTIFACTS, Stack
-from tests.helpers import submit, wait_job, write_images
+from tests.helpers import make_image, sha256_file, submit, wait_job, write_images
 
 
 @pytest.fixture
@@ -110,3 +112,93 @@ def test_the_page_fits_a_phone_width_and_works_from_the_keyboard(
     assert choosers, "Enter on the drop zone opened no file chooser"
     assert choosers[0].is_multiple()
     context.close()
+
+
+# The tiny random-weights model puts copies of one picture (same pixels, or resized) at
+# cosine >= 0.9999 and different pictures of these seeds at <= 0.996 (measured), so
+# 0.999 separates them with room on both sides.
+DUP_THRESHOLD = "0.999"
+
+
+def _png(path: Path, image: Image.Image, comment: str | None = None) -> str:
+    info = PngImagePlugin.PngInfo()
+    if comment:  # the same pixels in other bytes: another id
+        info.add_text("Comment", comment)
+    image.save(path, pnginfo=info)
+    return sha256_file(path)
+
+
+def _near_duplicates(folder: Path) -> list[list[str]]:
+    """Ids of groups of copies (original, twice as large, re-saved) and two singles."""
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = []
+    for seed, copies in ((12700, 3), (12701, 2), (12702, 2), (12703, 1), (12704, 1)):
+        base = make_image(seed, (96, 80))
+        versions = [
+            ("a", base, None),
+            ("big", base.resize((192, 160)), None),
+            ("copy", base, "a copy"),
+        ]
+        groups.append([_png(folder / f"s{seed}_{n}.png", i, c) for n, i, c in versions[:copies]])
+    return groups
+
+
+def test_duplicates_view_keeps_the_chosen_member_and_deletes_the_others(
+    page: Any, stack: Stack
+) -> None:
+    collection = "browser_dups"
+    groups = _near_duplicates(stack.root / collection)
+    body = {"source": {"path": str(stack.root / collection)}, "collection": collection}
+    assert wait_job(stack.base, submit(stack.base, "index", json=body))["state"] == "succeeded"
+    page.reload()
+    page.click("nav a[href='#duplicates']")
+    page.wait_for_selector(f"#dups-collection option[value={collection}]", state="attached")
+    page.select_option("#dups-collection", collection)
+    page.fill("#dups-threshold", DUP_THRESHOLD)
+    page.click("#dups-form button")
+    page.wait_for_selector("#dups-groups .dup-group")
+
+    shown = page.locator("#dups-groups .dup-group")
+    members = [
+        shown.nth(i).locator("li.member").evaluate_all("els => els.map(e => e.dataset.id)")
+        for i in range(shown.count())
+    ]
+    assert len(members[0]) == 3  # largest first
+    assert sorted(map(sorted, members)) == sorted(map(sorted, groups[:3]))  # no singles
+    for i in range(len(members)):
+        # The suggestion, listed first: the member with the most pixels, marked and chosen.
+        first = shown.nth(i).locator("li.member").first
+        assert first.get_attribute("data-id") in {g[1] for g in groups[:3]}
+        assert first.locator(".suggested").count() == 1
+        assert first.locator("input[type=radio]").is_checked()
+        assert "192\u00d7160" in first.inner_text() and "KiB" in first.inner_text()
+    assert shown.locator(".suggested").count() == len(members)
+    shown.first.scroll_into_view_if_needed()  # thumbnails load lazily
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#dups-groups .dup-group:first-child img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+
+    # Keep the small original of the first group instead of the suggestion.
+    chosen = groups[0][0]
+    shown.first.locator(f"li.member[data-id='{chosen}'] input[type=radio]").check()
+    assert shown.first.locator("li.kept").get_attribute("data-id") == chosen
+    kept = {chosen} | {g[1] for g in groups[1:3]} | {g[0] for g in groups[3:]}
+    gone = {i for g in groups for i in g} - kept
+    page.click("#dups-delete")
+    dialog = page.locator("#dups-confirm")
+    dialog.wait_for(state="visible")
+    assert f"{len(gone)} image(s)" in dialog.inner_text()
+    page.click("#dups-confirm-delete")
+    outcome = page.locator("#dups-outcome .state-succeeded")
+    outcome.wait_for()
+    assert outcome.inner_text() == f"Deleted {len(gone)} image(s)."
+    assert page.locator("#dups-groups li.deleted").count() == len(gone)
+
+    for image_id in kept | gone:
+        r = requests.get(
+            f"{stack.base}/api/v1/images/{image_id}",
+            params={"collection": collection},
+            timeout=10,
+        )
+        assert r.status_code == (404 if image_id in gone else 200), (image_id, r.text)
