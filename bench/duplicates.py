@@ -457,10 +457,11 @@ def best_threshold(curve: dict[str, Any], target: float = TARGET_PRECISION) -> d
 
 
 def at_threshold(curve: dict[str, Any], t: float) -> dict[str, float]:
-    """The curve's point at threshold ``t``: the last recorded threshold ≥ t."""
+    """The curve's point at threshold ``t``: the lowest recorded threshold ≥ t (the
+    grouped curve runs from high to low, the direct one from low to high)."""
     best = None
     for n, x in enumerate(curve["threshold"]):
-        if x >= t:
+        if x >= t and (best is None or x < curve["threshold"][best]):
             best = n
     if best is None:
         return {"threshold": t, "precision": 1.0, "recall": 0.0, "same_class_false_rate": 0.0}
@@ -540,11 +541,12 @@ def copy_scores(ls: LabelledSet, vectors: Vectors) -> dict[str, dict[str, float]
 def thin(curve: dict[str, Any], points: int = 400) -> dict[str, Any]:
     """At most ``points`` points of a curve, evenly along recall, for the JSON."""
     n = len(curve["threshold"])
-    if n <= points:
-        return curve
-    rec = np.asarray(curve["recall"])
-    keep = sorted({int(np.argmin(np.abs(rec - r))) for r in np.linspace(0, rec.max(), points)})
-    return {key: [vals[i] for i in keep] for key, vals in curve.items()}
+    keep: list[int] = list(range(n))
+    if n > points:
+        rec = np.asarray(curve["recall"])
+        picks = {int(np.argmin(np.abs(rec - r))) for r in np.linspace(0, rec.max(), points)}
+        keep = sorted(picks)
+    return {key: [round(vals[i], 6) for i in keep] for key, vals in curve.items()}
 
 
 # ---------------------------------------------------------------- the plot
