@@ -19,6 +19,7 @@ of 2 threads one pass at a time.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import threading
 import time
@@ -183,11 +184,14 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     models = {"demo CifarNet": (demo_model, 10), "CLIP ViT-B/32 vision": (clip_b32, 3)}
+    # Other work on the machine slows every runtime alike (interleaved); the load says how much.
     report: dict[str, Any] = {"threads": 2, "repeats": args.repeats, "models": {}}
+    report["load_average_before"] = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         for name, (build, passes) in models.items():
             slug = name.split()[0].lower()
             report["models"][name] = measure(slug, build, Path(tmp), args.repeats, passes)
+    report["load_average_after"] = list(os.getloadavg())
     table = Table("model", "runtime", "img/s min", "img/s median", "cosine min")
     for name, found in report["models"].items():
         for label, row in found["runtimes"].items():

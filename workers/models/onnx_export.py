@@ -22,11 +22,12 @@ HEAD_INPUT = "head_input"
 # What an embedder's caller reads, best first (embedder.py's order).
 EMBEDDER_OUTPUTS = ("image_embeds", "pooler_output", "last_hidden_state")
 # Op types quantize_dynamic turns into int8. Conv is left out: as ConvInteger it is
-# far slower than onnxruntime's fp32 convolutions. Measured on this project's 2-core
-# host while other work shared it (bench/onnx_model_speed.py, model alone, 2 threads,
-# img/s min / median of 3): the demo net (batch 64 at 32 px) 501 / 523 with MatMul and
-# Gemm only, 43 / 63 with Conv too (fp32: 381 / 492); CLIP ViT-B/32's vision tower
-# (batch 16 at 224, one Conv: its patch embedding) 18.4 / 19.6 against 13.7 / 18.3.
+# far slower than onnxruntime's fp32 convolutions. bench/onnx_model_speed.py (model
+# alone, 2 threads, img/s median of 3, on this project's 2-core host while other work
+# shared it; bench/results/onnx_model_speed.json): the demo net (batch 64 at 32 px)
+# 915 with MatMul and Gemm only, 83 with Conv too (fp32: 855); CLIP ViT-B/32's vision
+# tower (batch 16 at 224, one Conv: its patch embedding) 130 against 95. An earlier
+# run under heavier load agreed: 523 against 63, and 19.6 against 18.3.
 INT8_OP_TYPES = ("MatMul", "Gemm")
 
 
