@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -284,6 +291,9 @@ class JobSettings(Section):
     keep_archives: bool = Field(
         False, description="Keep unpacked archives after their job's records expire."
     )
+    max_list_urls: int = Field(
+        10_000_000, gt=0, description="Most URLs one index job's URL list may hold."
+    )
 
 
 class DuplicatesSettings(Section):
@@ -306,6 +316,62 @@ class DuplicatesSettings(Section):
         description="Images between two checkpoints: a job whose worker died resumes from "
         "its last one.",
     )
+
+
+class SourceSettings(Section):
+    """Downloads of URL-list sources: the pool, its limits and the SSRF guard's exceptions."""
+
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks the download guard lets through although they are "
+        "loopback, private, link-local, multicast or reserved (e.g. 10.1.2.0/24); empty: none.",
+    )
+    download_threads: int = Field(16, gt=0, description="Downloads at once, in all.")
+    per_host: int = Field(4, gt=0, description="Downloads at once from one host.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Longest wait for a connection.")
+    read_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Longest one attempt may take from the request to the body's last byte "
+        "(a server that trickles its body hits it too).",
+    )
+    max_bytes: int = Field(
+        200 * 1024**2, gt=0, description="Largest body downloaded; a larger one is refused."
+    )
+    retries: int = Field(
+        3, ge=0, description="Retries of a download that failed for a reason that can change."
+    )
+    backoff_s: float = Field(
+        0.5, ge=0, description="First wait before a retry; doubles each time, with jitter."
+    )
+    max_retry_after_s: float = Field(
+        60.0,
+        ge=0,
+        description="Longest Retry-After honoured; a longer one fails the URL (retryable) "
+        "without waiting.",
+    )
+    max_redirects: int = Field(5, ge=0, description="Redirects followed per download.")
+    user_agent: str = Field(
+        "VisionNet/1 (image indexer)", min_length=1, description="User-Agent of downloads."
+    )
+    thumbnail_size: Literal[64, 128, 256, 512] = Field(
+        256,
+        description="Longest side of the JPEG thumbnail kept per downloaded image (the page "
+        "shows URL images from it; the web never fetches).",
+    )
+    keep_downloads: bool = Field(
+        False, description="Keep each downloaded image's full bytes under the data directory."
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"sources.allowed_networks: {exc}") from None
+        return value
 
 
 class StackSettings(Section):
@@ -391,6 +457,7 @@ class Settings(BaseSettings):
     flower: FlowerSettings
     stack: StackSettings
     duplicates: DuplicatesSettings = Field(default_factory=DuplicatesSettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
 
     @classmethod
     def settings_customise_sources(

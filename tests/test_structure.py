@@ -39,6 +39,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "visionnet.workers": ("visionnet.workers", *CORE),
     "visionnet.workers.models": ("visionnet.workers.models",),
     "visionnet.workers.vectorstore": ("visionnet.workers.vectorstore",),
+    # URL downloads behind the SSRF guard: a library for whichever worker downloads.
+    "visionnet.workers.fetch": ("visionnet.workers.fetch", *CORE),
     "visionnet.workers.model_worker": (
         "visionnet.workers.model_worker",
         "visionnet.workers.base",
@@ -47,6 +49,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "visionnet.workers.moves",  # moved files, found here and applied by the writer
         "visionnet.workers.models",
         "visionnet.workers.vectorstore",
+        "visionnet.workers.fetch",  # URL-list sources
         *CORE,
     ),
     "visionnet.workers.store_writer": (
