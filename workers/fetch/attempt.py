@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.util import parse_url
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from visionnet.workers.fetch import guard
 from visionnet.workers.fetch.connection import PinnedPools, Target, request
@@ -253,13 +255,25 @@ def describe(exc: HTTPError, limits: Limits) -> FetchError:
     if isinstance(exc, ReadTimeoutError):
         return FetchError(f"timed out after {limits.read_timeout_s:g} s", True)
     if isinstance(exc, SSLError):
-        text = str(exc)
-        return FetchError(f"TLS error: {text[-160:]}", "CERTIFICATE_VERIFY_FAILED" not in text)
+        # A certificate that fails for the name stays failed; a handshake cut short may pass.
+        return FetchError(f"TLS error: {str(exc)[-160:]}", not _certificate_failed(exc))
     if isinstance(exc, ProtocolError):
         return FetchError(f"connection broken: {_last_words(exc)}", True)
     if isinstance(exc, LocationParseError):
         return FetchError("bad URL", False)
     return FetchError(f"download failed: {type(exc).__name__}: {_last_words(exc)}", True)
+
+
+def _certificate_failed(exc: BaseException) -> bool:
+    """A certificate check in the error's chain (``CertificateError`` subclasses ValueError)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        err = seen.pop()
+        if isinstance(err, (ssl.SSLCertVerificationError, CertificateError)):
+            return True
+        seen.extend(a for a in err.args if isinstance(a, BaseException))
+        seen.extend(e for e in (err.__cause__, err.__context__) if e is not None and e is not err)
+    return False
 
 
 def _last_words(exc: BaseException) -> str:
