@@ -12,7 +12,10 @@ Paths (``KEY`` is any word, so tests sharing one server do not share counts):
 - ``/fail/CODE/N/KEY``: the status CODE for the first N requests, then a picture;
   ``?after=S`` adds ``Retry-After: S`` to the failures.
 - ``/slow/KEY``: a picture after 0.3 s.
-- ``/trickle``: a 1,000-byte body announced, one byte each 0.1 s.
+- ``/trickle/body``: a 1,000-byte body announced, one byte each 0.1 s;
+  ``/trickle/head``: the status line and headers one byte each 0.1 s. Both
+  stop after 60 bytes; ``trickled[path]`` is how many were sent before the
+  client hung up (60: it never did).
 - ``/big/announced`` and ``/big/unannounced``: ``big`` bytes, with and without
   Content-Length (the second ends by closing the connection).
 - ``/redirect?to=URL`` (302), ``/relative`` (302 to ``img/a.png``), ``/loop/KEY``
@@ -57,6 +60,7 @@ class ImageServer(ThreadingHTTPServer):
         self.in_flight: Counter[str] = Counter()
         self.max_in_flight: Counter[str] = Counter()
         self.hosts: list[str] = []
+        self.trickled: dict[str, int] = {}
         self.pictures = {
             ext: image_bytes(seed, fmt) for seed, (ext, (fmt, _)) in enumerate(FORMATS.items())
         }
@@ -129,11 +133,20 @@ class _Handler(BaseHTTPRequestHandler):
                 srv.in_flight[host] -= 1
             self._send(200, srv.pictures["png"], "image/png")
         elif step[0] == "trickle":
-            self._head(200, "image/png", {"Content-Length": "1000"})
-            for _ in range(60):
-                self.wfile.write(b"\x89")
-                self.wfile.flush()
-                time.sleep(0.1)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Slow: "
+            if path == "/trickle/body":
+                self._head(200, "image/png", {"Content-Length": "1000"})
+                head = b"\x89"
+            self.wfile.flush()
+            sent = 0
+            try:
+                for _ in range(60):
+                    self.wfile.write(head[sent : sent + 1] or b"x")
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(0.1)
+            finally:
+                srv.trickled[path] = sent  # under 60: the client hung up first
         elif path == "/big/announced":
             self._send(200, b"\xff" * srv.big, "image/jpeg")
         elif path == "/big/unannounced":

@@ -32,6 +32,7 @@ from urllib3.util.ssl_match_hostname import CertificateError
 
 from visionnet.workers.fetch import guard
 from visionnet.workers.fetch.connection import PinnedPools, Target, request
+from visionnet.workers.fetch.deadline import Watch
 from visionnet.workers.fetch.outcome import FetchError
 from visionnet.workers.fetch.retry import retry_after_s, retryable_status
 
@@ -123,8 +124,29 @@ def addresses(hop: Hop, resolver: Resolver) -> list[guard.IPAddress]:
 
 
 def run(url: str, pools: PinnedPools, limits: Limits, resolver: Resolver) -> Body:
-    """One attempt, redirects included; raises FetchError (StatusError for a status)."""
+    """One attempt, redirects included; raises FetchError (StatusError for a status).
+
+    The attempt's deadline covers every hop, headers and body alike: past it the
+    sockets are shut (``deadline.Deadlines``) and whatever broke reads as the timeout.
+    """
     deadline = time.monotonic() + limits.read_timeout_s
+    with pools.deadlines.watch(deadline) as watch:
+        try:
+            return _follow(url, pools, limits, resolver, deadline, watch)
+        except FetchError as exc:
+            if watch.expired and exc.retryable and not isinstance(exc, StatusError):
+                raise _timed_out(limits) from None
+            raise
+
+
+def _follow(
+    url: str,
+    pools: PinnedPools,
+    limits: Limits,
+    resolver: Resolver,
+    deadline: float,
+    watch: Watch,
+) -> Body:
     current = url
     for _ in range(limits.max_redirects + 1):
         hop = parse(current)
@@ -148,6 +170,7 @@ def run(url: str, pools: PinnedPools, limits: Limits, resolver: Resolver) -> Bod
             data = _read_body(response, limits, deadline)
             return Body(current, data, response.headers.get("Content-Type"))
         finally:
+            watch.discard(getattr(response, "connection", None))
             response.release_conn()
     raise FetchError(f"too many redirects ({limits.max_redirects})", False)
 
@@ -184,6 +207,8 @@ def _connect(
             last = describe(exc, limits)  # the name's next address may answer
         except HTTPError as exc:
             raise describe(exc, limits) from None
+        except OSError as exc:  # a socket shut by the deadline, as it may surface
+            raise FetchError(f"connection broken: {exc}", True) from None
     assert last is not None
     raise last
 
@@ -191,8 +216,12 @@ def _connect(
 def _remaining(deadline: float, limits: Limits) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise FetchError(f"timed out after {limits.read_timeout_s:g} s", True)
+        raise _timed_out(limits)
     return left
+
+
+def _timed_out(limits: Limits) -> FetchError:
+    return FetchError(f"timed out after {limits.read_timeout_s:g} s", True)
 
 
 def _read_body(response: urllib3.BaseHTTPResponse, limits: Limits, deadline: float) -> bytes:
@@ -227,6 +256,9 @@ def _read_body(response: urllib3.BaseHTTPResponse, limits: Limits, deadline: flo
     except HTTPError as exc:
         response.close()
         raise describe(exc, limits) from None
+    except OSError as exc:
+        response.close()
+        raise FetchError(f"connection broken: {exc}", True) from None
     except FetchError:
         response.close()  # the connection holds an unread rest: not reused
         raise
@@ -253,7 +285,7 @@ def describe(exc: HTTPError, limits: Limits) -> FetchError:
     if isinstance(exc, ConnectTimeoutError):
         return FetchError(f"connection timed out after {limits.connect_timeout_s:g} s", True)
     if isinstance(exc, ReadTimeoutError):
-        return FetchError(f"timed out after {limits.read_timeout_s:g} s", True)
+        return _timed_out(limits)
     if isinstance(exc, SSLError):
         # A certificate that fails for the name stays failed; a handshake cut short may pass.
         return FetchError(f"TLS error: {str(exc)[-160:]}", not _certificate_failed(exc))

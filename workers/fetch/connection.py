@@ -7,7 +7,8 @@ address itself as the pool's host, and the name only where it belongs: the
 ``Host`` header, SNI (``server_hostname``) and the certificate check
 (``assert_hostname``), which still verifies the certificate against the name.
 
-Pools are kept per (scheme, address, port, name) so keep-alive connections are
+Their connections join the attempt's deadline watch (``deadline``). Pools are
+kept per (scheme, address, port, name) so keep-alive connections are
 reused across downloads from one host; the least recently used pool is closed
 once too many are open.
 """
@@ -21,6 +22,12 @@ from dataclasses import dataclass
 
 import urllib3
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from visionnet.workers.fetch.deadline import (
+    Deadlines,
+    WatchedHTTPConnection,
+    WatchedHTTPSConnection,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class PinnedPools:
         self._tls = tls
         self._pools: OrderedDict[Target, HTTPConnectionPool] = OrderedDict()
         self._lock = threading.Lock()
+        self.deadlines = Deadlines()
 
     def get(self, target: Target) -> HTTPConnectionPool:
         with self._lock:
@@ -68,9 +76,12 @@ class PinnedPools:
         # block=False: the fetcher limits requests per host itself; retries and
         # redirects are the fetcher's too, so every hop passes the guard.
         common = {"maxsize": self._per_pool, "block": False, "retries": False}
+        pool: HTTPConnectionPool
         if target.scheme == "http":
-            return HTTPConnectionPool(target.address, target.port, **common)  # type: ignore[arg-type]
-        return HTTPSConnectionPool(
+            pool = HTTPConnectionPool(target.address, target.port, **common)  # type: ignore[arg-type]
+            pool.ConnectionCls = WatchedHTTPConnection
+            return pool
+        pool = HTTPSConnectionPool(
             target.address,
             target.port,
             server_hostname=target.host,
@@ -79,6 +90,8 @@ class PinnedPools:
             ssl_context=self._tls,
             **common,  # type: ignore[arg-type]
         )
+        pool.ConnectionCls = WatchedHTTPSConnection
+        return pool
 
     def close(self) -> None:
         with self._lock:
@@ -86,6 +99,7 @@ class PinnedPools:
             self._pools.clear()
         for pool in pools:
             pool.close()
+        self.deadlines.stop()
 
 
 def request(
