@@ -69,6 +69,14 @@ def stack_env(tmp: Path, model_dir: Path, root: Path, **extra: str) -> dict[str,
         # kill a duplicates job between two checkpoints of a few hundred images.
         VISIONNET_DUPLICATES__SEARCH_BATCH="2",
         VISIONNET_DUPLICATES__CHECKPOINT_EVERY="4",
+        # URL lists (tests/test_url_lists.py): its image server on loopback allowed by the
+        # download guard, and short limits so that each misbehaviour is reached quickly.
+        VISIONNET_SOURCES__ALLOWED_NETWORKS='["127.0.0.1/32"]',
+        VISIONNET_SOURCES__READ_TIMEOUT_S="2",
+        VISIONNET_SOURCES__RETRIES="1",
+        VISIONNET_SOURCES__BACKOFF_S="0.05",
+        VISIONNET_SOURCES__MAX_BYTES="200000",
+        VISIONNET_JOBS__MAX_LIST_URLS="500",
     )
     env.update(extra)
     return env

@@ -152,8 +152,18 @@ def _print_job(job: Job, as_json: bool) -> None:
 
 
 @click.command("index")
-@click.argument("folder", type=click.Path(exists=True, path_type=Path), metavar="DIR|ARCHIVE")
+@click.argument(
+    "folder", type=click.Path(exists=True, path_type=Path), metavar="DIR|ARCHIVE", required=False
+)
 @click.option("--collection", "-c", required=True, help="Collection to index into.")
+@click.option(
+    "--urls",
+    "url_list",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A list of image URLs to download and index instead (uploaded): text, one URL a "
+    "line, or CSV/Parquet with a 'url' column.",
+)
 @click.option("--wait/--no-wait", default=True, help="Follow the job with a progress bar.")
 @click.option(
     "--classify/--no-classify",
@@ -163,21 +173,27 @@ def _print_job(job: Job, as_json: bool) -> None:
 @url_option
 @json_option
 def index_cmd(
-    folder: Path,
+    folder: Path | None,
     collection: str,
+    url_list: Path | None,
     wait: bool,
     classify: bool | None,
     url: str | None,
     as_json: bool,
 ) -> None:
-    """Index a folder (recursively; under the server's allowed roots), or upload a zip or
-    tar archive of images to index."""
+    """Index a folder (recursively; under the server's allowed roots), upload a zip or
+    tar archive of images to index, or (--urls FILE) a list of image URLs to download."""
+    if (folder is None) == (url_list is None):
+        raise click.UsageError("give a DIR or ARCHIVE, or --urls FILE")
 
     def body() -> int:
         client = _client(url)
-        if folder.is_dir():
+        if url_list is not None:
+            job_id = client.index_urls(url_list, collection, classify=classify)
+        elif folder is not None and folder.is_dir():
             job_id = client.index(folder, collection, classify=classify)
         else:
+            assert folder is not None
             job_id = client.index_archive(folder, collection, classify=classify)
         if not wait:
             click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)

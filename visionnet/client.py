@@ -77,6 +77,30 @@ class Client:
             data["classify"] = "true" if classify else "false"
         return self._submit_files("index", "archive", [archive], data)
 
+    def index_urls(
+        self,
+        url_list: str | Path,
+        collection: str,
+        *,
+        classify: bool | None = None,
+        on_server: bool = False,
+    ) -> str:
+        """Download and index the images a URL list names (text, one URL a line; CSV or
+        Parquet with a ``url`` column). Uploaded, or with ``on_server`` read by the
+        workers from that path (under the server's allowed roots)."""
+        if on_server:
+            body: dict[str, Any] = {
+                "source": {"url_list": str(Path(url_list).resolve())},
+                "collection": collection,
+            }
+            if classify is not None:
+                body["classify"] = classify
+            return self._submit("index", json=body)
+        data = {"collection": collection}
+        if classify is not None:
+            data["classify"] = "true" if classify else "false"
+        return self._submit_files("index", "url_list", [url_list], data)
+
     def classify(
         self,
         images: Sequence[str | Path],

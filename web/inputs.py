@@ -14,14 +14,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from visionnet.core.datafiles import archive_root, archive_upload_path, sweep
+from visionnet.core.datafiles import (
+    archive_root,
+    archive_upload_path,
+    sweep,
+    url_list_upload_path,
+)
 from visionnet.core.jobtypes import InputKind
 from visionnet.core.pathtext import to_os
+from visionnet.core.urllists import UrlListError, check_list
 from visionnet.web.api.common import allowed_path
 from visionnet.web.errors import APIError
 from visionnet.web.services import Services
 from visionnet.web.spooling import incoming_path
-from visionnet.web.uploads import read_image_upload, save_archive_upload
+from visionnet.web.uploads import read_image_upload, save_archive_upload, save_url_list_upload
 
 
 @dataclass(frozen=True)
@@ -91,13 +97,46 @@ def folder_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:
     if getattr(req, "labels", None):
         require_text_tower(svc, "labels from words")
     upload = getattr(req, "archive", None)
+    url_upload = getattr(req, "url_list", None)
+    if (upload is None) == (url_upload is None) and not hasattr(req, "source"):
+        raise APIError(400, "bad_request", "give either archive or url_list")
+    if url_upload is not None:
+        sweep(incoming_path(svc.settings), svc.settings.result_ttl_s)
+        name = url_upload.filename or "url_list"
+        saved = save_url_list_upload(url_upload, url_list_upload_path(svc.settings, job_id, name))
+        _check_url_list(svc, saved, name, remove=True)
+        return JobInput(0, {"root": "", "url_upload": str(saved)})
     if upload is not None:
         # Unpacked by the planner under the data directory, then walked like a folder.
         sweep(incoming_path(svc.settings), svc.settings.result_ttl_s)  # killed requests' parts
         saved = save_archive_upload(upload, archive_upload_path(svc.settings, job_id))
         return JobInput(0, {"root": str(archive_root(svc.settings, job_id)), "archive": str(saved)})
-    given: str = req.source.path  # type: ignore[attr-defined]
-    return JobInput(0, {"root": _folder_root(given)})  # the planner counts the files
+    source: Any = req.source  # type: ignore[attr-defined]
+    if source.url_list is not None:
+        listed = _list_file(source.url_list)
+        _check_url_list(svc, Path(to_os(listed)), source.url_list, remove=False)
+        return JobInput(0, {"root": "", "url_list": listed})  # the planner counts the URLs
+    return JobInput(0, {"root": _folder_root(source.path)})  # the planner counts the files
+
+
+def _list_file(given: str) -> str:
+    listed = allowed_path(given)
+    if not Path(to_os(listed)).is_file():
+        if not Path(to_os(listed)).exists():
+            raise APIError(404, "not_found", f"{given!r} does not exist")
+        raise APIError(400, "bad_request", f"{given!r} is not a file")
+    return listed
+
+
+def _check_url_list(svc: Services, path: Path, name: str, *, remove: bool) -> None:
+    """400 for a list the planner would refuse whole (no url column, unreadable, too long);
+    single bad URLs are left to the job, as those URLs' errors."""
+    try:
+        check_list(path, svc.settings.jobs.max_list_urls)
+    except (UrlListError, OSError) as exc:
+        if remove:
+            path.unlink(missing_ok=True)
+        raise APIError(400, "bad_request", f"URL list {name!r} refused: {exc}") from exc
 
 
 def query_input(svc: Services, job_id: str, req: BaseModel) -> JobInput:

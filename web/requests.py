@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, get_args
 
 from flask_openapi3 import FileStorage
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from visionnet.core.jobtypes import InputKind, JobTypeSpec
@@ -33,6 +33,28 @@ class IndexSource(StrictJson):
         pattern=ABSOLUTE_PATH,
         description="Absolute path of a directory under an allowed root, walked recursively.",
     )
+
+
+class IndexJobSource(StrictJson):
+    """An index job's source: a folder, or a URL list (issue 27)."""
+
+    path: str | None = Field(
+        None,
+        pattern=ABSOLUTE_PATH,
+        description="Absolute path of a directory under an allowed root, walked recursively.",
+    )
+    url_list: str | None = Field(
+        None,
+        pattern=ABSOLUTE_PATH,
+        description="Absolute path of a URL list under an allowed root: text (one URL a "
+        "line), CSV or Parquet with a 'url' column (optional 'id', 'caption').",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IndexJobSource:
+        if (self.path is None) == (self.url_list is None):
+            raise ValueError("give either path (a folder) or url_list (a list of URLs)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -83,7 +105,7 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
         },
         FileField("files", many=True),
     ),
-    InputKind.FOLDER: ({"source": (IndexSource, ...)}, FileField("archive", many=False)),
+    InputKind.FOLDER: ({"source": (IndexJobSource, ...)}, FileField("archive", many=False)),
     InputKind.QUERY: (
         {
             "image_id": (
@@ -127,11 +149,16 @@ _INPUT_FIELDS: dict[InputKind, tuple[dict[str, Any], FileField | None]] = {
 # Upload fields beside the kind's own: a search's several query images.
 _MORE_FILES: dict[InputKind, tuple[FileField, ...]] = {
     InputKind.QUERY: (FileField("files", many=True),),
+    # An index job's other upload: a list of URLs instead of an archive of images.
+    InputKind.FOLDER: (FileField("url_list", many=False),),
 }
 _FILE_DESCRIPTIONS = {
     "files": "One or more image files (search: several query images, each its own hits).",
     "image": "Query image.",
     "archive": "A zip or tar archive of images (tar may be gzip, bzip2 or xz compressed).",
+    "url_list": "A list of image URLs to download and index: text (one URL a line; blank "
+    "lines and # comments skipped), CSV or Parquet with a 'url' column (optional 'id', "
+    "'caption').",
 }
 
 

@@ -65,6 +65,15 @@ def save_archive_upload(upload: FileStorage, target: Path) -> Path:
     return target
 
 
+def save_url_list_upload(upload: FileStorage, target: Path) -> Path:
+    """Stream an uploaded URL list to ``target``; the caller checks what it holds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not _move_spooled(upload, target):
+        with target.open("wb") as out:
+            shutil.copyfileobj(upload.stream, out, ARCHIVE_BLOCK)
+    return target
+
+
 def _move_spooled(upload: FileStorage, target: Path) -> bool:
     """Move the part's spooled file (web/spooling.py) to ``target``: the bytes are
     written once. False where the part is in memory or on another file system."""

@@ -33,6 +33,19 @@ def listings_path(settings: Settings, job_id: str) -> Path:
     return settings.data_path / "listings" / job_id
 
 
+def url_list_upload_path(settings: Settings, job_id: str, name: str) -> Path:
+    """An uploaded URL list, until the job's planner has read it; its extension kept
+    where it names a format (a CSV without one would read as text)."""
+    suffix = Path(name).suffix.lower()
+    known = suffix if suffix in (".csv", ".txt", ".parquet", ".pq") else ""
+    return settings.data_path / "uploads" / f"{job_id}.urls{known}"
+
+
+def url_list_path(settings: Settings, job_id: str) -> Path:
+    """A URL list as the planner read it (one entry a line), kept while its steps go on."""
+    return settings.data_path / "urllists" / f"{job_id}.tsv"
+
+
 def sweep(folder: Path, ttl_s: int) -> None:
     """Remove entries of ``folder`` older than ``ttl_s``: their jobs are gone."""
     if not folder.is_dir():

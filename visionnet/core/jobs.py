@@ -294,6 +294,13 @@ def is_permanent(error: str) -> bool:
     return error.startswith(PERMANENT_ERRORS)
 
 
+def is_retryable(entry: dict[str, Any]) -> bool:
+    """Whether a retry of the job runs this failed entry again: as its ``retryable``
+    says (a URL's download, issue 27), else unless its reason is permanent."""
+    said = entry.get("retryable")
+    return bool(said) if said is not None else not is_permanent(str(entry["error"]))
+
+
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -318,7 +325,7 @@ class ChunkReport:
     indexed: int
     skipped: int
     failed: int
-    errors: list[dict[str, str]]
+    errors: list[dict[str, Any]]
     # Seconds this chunk spent per stage, summed into the job (once per chunk).
     stages: dict[str, float] = field(default_factory=dict)
     # The Celery node that embedded it (``models@host``); "" when none did.
@@ -464,7 +471,7 @@ class JobStore:
         raw: list[str] = self._r.lrange(key, after, after + limit - 1)  # type: ignore[assignment]
         return [json.loads(item) for item in raw]
 
-    def errors(self, job_id: str) -> list[dict[str, str]]:
+    def errors(self, job_id: str) -> list[dict[str, Any]]:
         raw: list[str] = self._r.lrange(self.key(job_id) + ":errors", 0, -1)  # type: ignore[assignment]
         return [json.loads(item) for item in raw]
 

@@ -8,8 +8,9 @@ from typing import Any
 from flask import send_file
 
 from visionnet.core.datafiles import export_path
-from visionnet.core.jobs import FINAL_STATES, JobState, is_job_id, is_permanent, new_job_id
+from visionnet.core.jobs import FINAL_STATES, JobState, is_job_id, is_retryable, new_job_id
 from visionnet.core.jobtypes import job_type
+from visionnet.core.urllists import is_url_path
 from visionnet.web.api.common import ERRORS, accepted, api_blueprint
 from visionnet.web.errors import APIError
 from visionnet.web.jobview import job_document
@@ -176,7 +177,9 @@ def download_export(path: JobPath) -> Any:
 )
 def retry_job(path: JobPath) -> Any:
     """Files that failed for a reason a retry can change (unreadable, a worker died) run again;
-    files whose bytes are the problem (not an image, corrupt) are listed, not retried."""
+    files whose bytes are the problem (not an image, corrupt) are listed, not retried.
+    A URL-list job's URLs: those whose error says ``retryable`` (a timeout, a 5xx, a 429,
+    a lost connection), not a 404, a refused address, a body over the cap."""
     svc = services()
     record = _load(path.job_id)
     if record["type"] != "index" or JobState(record["state"]) not in FINAL_STATES:
@@ -184,19 +187,21 @@ def retry_job(path: JobPath) -> Any:
             409, "conflict", f"job {path.job_id!r} is not a finished index job: nothing to retry"
         )
     errors = svc.jobs.errors(path.job_id)
-    again = sorted({e["path"] for e in errors if not is_permanent(e["error"])})
-    permanent = [e for e in errors if is_permanent(e["error"])]
+    again = sorted({e["path"] for e in errors if is_retryable(e)})
+    permanent = [e for e in errors if not is_retryable(e)]
     if not again:
         raise APIError(
             409,
             "conflict",
             f"job {path.job_id!r} has no failed files a retry could change "
-            f"({len(permanent)} failed for good: not images or corrupt)",
+            f"({len(permanent)} failed for good: not images, corrupt or not found)",
         )
     params = json.loads(record["params"])
     job_id = new_job_id()
     svc.jobs.create("index", {**params, "retry_of": path.job_id}, job_id=job_id)
-    svc.send(job_type("index").task, job_id, root="", params=params, paths=again)
+    # A URL-list job's failures are URLs: downloaded again, not read as files.
+    urls = any(is_url_path(p) for p in again)
+    svc.send(job_type("index").task, job_id, root="", params=params, paths=again, urls=urls)
     body, status, headers = accepted(job_id)
     body.update(
         retried=len(again),

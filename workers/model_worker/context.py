@@ -16,6 +16,7 @@ from PIL.Image import Image
 from visionnet.config.settings import Settings
 from visionnet.core.loaded_models import LoadedModels
 from visionnet.workers.base import VisionTask, WorkerContext, process_context
+from visionnet.workers.fetch.fetcher import Fetcher
 from visionnet.workers.model_worker.batcher import Batcher, DirectRunner, DynamicBatcher
 from visionnet.workers.models.base import ImageModel
 from visionnet.workers.models.classifier import Classifier, Prediction
@@ -41,6 +42,11 @@ class ModelContext(WorkerContext):
     def reader_pool(self) -> ThreadPoolExecutor:
         """Read, hash and decode beside the model (made in the pool process, after the fork)."""
         return ThreadPoolExecutor(self.settings.models.reader_threads, thread_name_prefix="reader")
+
+    @cached_property
+    def fetcher(self) -> Fetcher:
+        """Downloads of URL-list chunks: their own thread pool, the SSRF guard, per-host slots."""
+        return Fetcher(self.settings.sources)
 
     @cached_property
     def pass_pool(self) -> ThreadPoolExecutor:

@@ -22,20 +22,24 @@ from typing import Any
 
 from celery import shared_task
 
-from visionnet.core.datafiles import listings_path, sweep
-from visionnet.core.jobs import ChunkReport, JobState
+from visionnet.core.datafiles import listings_path, sweep, url_list_path
+from visionnet.core.jobs import ChunkReport, JobState, is_retryable
 from visionnet.core.jobtypes import IndexParams, job_type
 from visionnet.core.jobtypes import label_texts as prompted
+from visionnet.core.paths import PathNotAllowedError, resolve_allowed
 from visionnet.core.pathtext import to_os, to_text
 from visionnet.core.queues import EMBED_CHUNK, WRITE_CHUNK
+from visionnet.core.urllists import UrlListError
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.archives import ArchiveError, unpack
 from visionnet.workers.model_worker.chunk_failure import settle_embed_failure, split_or_fail
 from visionnet.workers.model_worker.chunk_mapper import ChunkMapper
 from visionnet.workers.model_worker.chunk_reader import ChunkReader, Picture
 from visionnet.workers.model_worker.chunk_sink import ChunkSink
-from visionnet.workers.model_worker.context import ModelTask
+from visionnet.workers.model_worker.context import ModelContext, ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
+from visionnet.workers.model_worker.url_plan import Enqueue, plan_step, prepare, read_step
+from visionnet.workers.model_worker.url_reader import UrlChunkReader
 from visionnet.workers.model_worker.walk import WalkNotes, chunked, iter_images
 from visionnet.workers.models.agreement import may_mix
 from visionnet.workers.models.embedder import TextSearchUnavailableError
@@ -58,6 +62,10 @@ def plan_index(
     after: str | None = None,
     next_chunk: int = 0,
     archive: str | None = None,
+    urls: bool = False,
+    url_list: str | None = None,
+    url_upload: str | None = None,
+    list_offset: int = 0,
 ) -> None:
     """Walk ``root`` (or take ``paths``: a retry) and enqueue chunks, a step at a time.
 
@@ -75,6 +83,10 @@ def plan_index(
     indexed under it. Folders the walk cannot read are the job's errors, files
     it leaves out for their extension its ``skipped_ext:*`` counts; a root
     that cannot be read fails the job.
+
+    A URL list (``url_list``: a path under the roots; ``url_upload``: an uploaded
+    list) is read once and chunked from ``list_offset`` (url_plan.py); ``urls``:
+    ``paths`` are URLs (a retry of a URL-list job's failures).
     """
     index_params = IndexParams.model_validate(params)
     collection = index_params.collection
@@ -103,6 +115,19 @@ def plan_index(
         if not _unpack_upload(self, job_id, Path(archive), Path(root)):
             return
         next_chunk = 1
+    if url_list is not None or url_upload is not None:
+        _plan_url_list(
+            self,
+            job_id,
+            params,
+            (url_list, url_upload),
+            list_offset,
+            next_chunk,
+            lambda n, urls, ids: _enqueue_chunk(
+                self, job_id, n, urls, collection, classify, words, urls=True, ids=ids
+            ),
+        )
+        return
     step = settings.jobs.plan_ahead_chunks
     files: Iterator[str]
     notes = WalkNotes()
@@ -134,10 +159,13 @@ def plan_index(
                     "paths": paths,
                     "after": last,
                     "next_chunk": next_chunk + offset,
+                    "urls": urls,
                 },
             ).apply_async()
             return
-        _enqueue_chunk(self, job_id, next_chunk + offset, chunk, collection, classify, words)
+        _enqueue_chunk(
+            self, job_id, next_chunk + offset, chunk, collection, classify, words, urls=urls
+        )
         last = chunk[-1]
     spill.remove()
     if str(Path(to_os(root))) in notes.unreadable:
@@ -146,6 +174,62 @@ def plan_index(
         ctx.jobs.transition(job_id, JobState.FAILED, error=f"{reason} ({root})")
         return
     _record_walk(ctx, job_id, notes)
+    ctx.jobs.finish_planning(job_id)
+
+
+def _plan_url_list(
+    task: ModelTask,
+    job_id: str,
+    params: dict[str, Any],
+    source: tuple[str | None, str | None],
+    offset: int,
+    next_chunk: int,
+    enqueue: Enqueue,
+) -> None:
+    """One step over a URL list: read it first (the first step), then queue the next
+    chunks and, behind them, the next step from the offset after them."""
+    ctx = task.ctx
+    settings = ctx.settings
+    url_list, url_upload = source
+    target = url_list_path(settings, job_id)
+    if next_chunk == 0 and offset == 0:
+        sweep(target.parent, settings.result_ttl_s)  # lists of jobs whose planner died
+        try:
+            where = (
+                Path(url_upload)
+                if url_upload is not None
+                else resolve_allowed(to_os(url_list or ""), settings.readable_roots)
+            )
+            total = prepare(where, target, settings.jobs.max_list_urls)
+        except (UrlListError, PathNotAllowedError) as exc:
+            ctx.jobs.transition(job_id, JobState.FAILED, error=f"URL list refused: {exc}")
+            return
+        finally:
+            if url_upload is not None and target.is_file():
+                Path(url_upload).unlink(missing_ok=True)
+        log.info("job %s: a URL list of %d entries", job_id, total)
+    try:
+        step = read_step(target, offset, settings.jobs.chunk_size, settings.jobs.plan_ahead_chunks)
+    except FileNotFoundError:
+        # Its last step ran before (a redelivered step after the list was done).
+        log.info("job %s: URL list read to its end already", job_id)
+        return
+    following = plan_step(step, next_chunk, enqueue)
+    if step.next_offset is not None:
+        task.app.signature(
+            job_type("index").task,
+            kwargs={
+                "job_id": job_id,
+                "root": "",
+                "params": params,
+                "url_list": url_list,
+                "url_upload": url_upload,
+                "list_offset": step.next_offset,
+                "next_chunk": following,
+            },
+        ).apply_async()
+        return
+    target.unlink(missing_ok=True)
     ctx.jobs.finish_planning(job_id)
 
 
@@ -233,6 +317,9 @@ def _enqueue_chunk(
     collection: str,
     classify: bool,
     words: tuple[list[str], list[str]] | None = None,
+    *,
+    urls: bool = False,
+    ids: dict[str, str] | None = None,
 ) -> None:
     # Count the chunk (once, however often the planner runs) before it can report back.
     task.ctx.jobs.plan_chunk(job_id, chunk_no, len(paths))
@@ -243,6 +330,10 @@ def _enqueue_chunk(
         "collection": collection,
         "classify": classify,
     }
+    if urls:
+        kwargs["urls"] = True
+        if ids:
+            kwargs["ids"] = ids
     if words is not None:
         kwargs["labels"], kwargs["label_texts"] = words
     embed = task.app.signature(EMBED_CHUNK, kwargs=kwargs)
@@ -282,6 +373,8 @@ def embed_chunk(
     classify: bool = False,
     labels: list[str] | None = None,
     label_texts: list[str] | None = None,
+    urls: bool = False,
+    ids: dict[str, str] | None = None,
 ) -> bool:
     """Embed one chunk and stage it for the writer; True when there is something to write.
 
@@ -291,6 +384,8 @@ def embed_chunk(
     or committed). ``paths`` are in their text form (visionnet.core.pathtext).
     ``labels``: labels from words, stored as each image's label; ``label_texts``
     (the labels in their prompt) go through the text tower once per chunk.
+    ``urls``: ``paths`` are URLs, downloaded in the read stage (url_reader.py);
+    ``ids``: their ids from the list, given back with their errors.
     """
     ctx = self.ctx
     if not ctx.jobs.is_active(job_id):
@@ -319,13 +414,16 @@ def embed_chunk(
         mapper.runner.prepare_ahead,
     )
     timings: dict[str, float] = {}
-    errors: list[dict[str, str]] = []
+    errors: list[dict[str, Any]] = []
 
     # Stage 1, in the reader threads: read and hash every file of the chunk.
     # "read" is the stage's wall time; "hash", "decode" and "preprocess" are the
     # reader threads' seconds, summed (they overlap each other and the passes).
     start = time.perf_counter()
-    read = reader.read(paths)
+    if urls:
+        read, timings["download"] = _url_reader(ctx).read(paths)
+    else:
+        read = reader.read(paths)
     errors.extend(e.as_dict() for e in read.errors)
     timings["hash"] = read.hash_s
     timings["read"] = time.perf_counter() - start
@@ -335,7 +433,8 @@ def embed_chunk(
     stored = ctx.store.existing_ids(collection, list(read.fresh))
     todo = [(cid, raw) for cid, raw in read.fresh.items() if cid not in stored]
     known = {cid: raw.name for cid, raw in read.fresh.items() if cid in stored}
-    moves = moved_files(ctx.catalog, collection, known)
+    # A URL's content stored already keeps its stored path (a URL is never "moved").
+    moves = {} if urls else moved_files(ctx.catalog, collection, known)
     timings["lookup"] = time.perf_counter() - start
 
     # Stage 3: the reader threads decode and preprocess batch n+1 while the model
@@ -356,6 +455,8 @@ def embed_chunk(
     timings["embed"] = mapped.embed_s
     if mapper.classifies_apart:
         timings["classify"] = mapped.classify_s
+    if urls:
+        _mark_url_errors(errors, ids or {})
 
     chunk = StagedChunk(
         job_id=job_id,
@@ -402,3 +503,23 @@ def embed_chunk(
         " ".join(f"{k}={v:.3f}s" for k, v in chunk.timings.items()),
     )
     return to_write
+
+
+def _url_reader(ctx: ModelContext) -> UrlChunkReader:
+    sources = ctx.settings.sources
+    return UrlChunkReader(
+        ctx.fetcher,
+        ctx.reader_pool,
+        ctx.settings.data_path,
+        sources.thumbnail_size,
+        sources.keep_downloads,
+    )
+
+
+def _mark_url_errors(errors: list[dict[str, Any]], ids: dict[str, str]) -> None:
+    """Each URL's error says whether a retry runs it again (a download's own say, else
+    from its words: not an image is for good), and carries the URL's id from the list."""
+    for error in errors:
+        error["retryable"] = is_retryable(error)
+        if error["path"] in ids:
+            error["id"] = ids[error["path"]]

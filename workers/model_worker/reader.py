@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -50,9 +50,15 @@ class RawFile:
 class FileError:
     name: str
     error: str
+    # Whether a retry of the job may succeed where it is not read from the error's
+    # words (``core.jobs.is_permanent``): a download's, said by the downloader.
+    retryable: bool | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.name, "error": self.error}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.name, "error": self.error}
+        if self.retryable is not None:
+            out["retryable"] = self.retryable
+        return out
 
 
 class NotReadableError(Exception):

@@ -44,7 +44,7 @@ class StagedChunk:
     vectors: NDArray[np.float32]
     model: str
     skipped: int
-    errors: list[dict[str, str]]
+    errors: list[dict[str, Any]]
     # Seconds per stage in the model worker (read, lookup, decode_wait, embed, ...).
     timings: dict[str, float] = field(default_factory=dict)
     # The Celery node that embedded the chunk.
