@@ -286,3 +286,33 @@ def test_a_killed_worker_mid_list_still_gives_exact_counts(stack: Stack, server:
         48, 48, 0, 0)  # fmt: skip
     assert all(server.requests[f"/delay/{27100 + i}.png"] >= 1 for i in range(48))
     assert Path(stack.data / "urllists" / f"{job_id}.tsv").exists() is False
+
+
+def test_list_formats_and_a_planner_that_resumes_from_its_offset(tmp_path: Path) -> None:
+    """Pure: formats by magic, name and header; invalid URLs named; steps from an offset."""
+    from visionnet.core.urllists import UrlListError, check_list, url_problem
+    from visionnet.workers.model_worker.url_plan import prepare, read_step
+
+    text = tmp_path / "list"
+    text.write_text("# made by hand\n\nhttp://a/1.png\n  https://b/2.jpg  \nftp://c/3.png\n")
+    headed = tmp_path / "export"  # no extension: a header naming url makes it CSV
+    headed.write_text('caption,url\n"a, b",http://a/1.png\n')
+    assert check_list(text, 10) == ("text", 3)
+    assert check_list(headed, 10) == ("csv", 1)
+    with pytest.raises(UrlListError, match="more than 2"):
+        check_list(text, 2)
+    assert url_problem("http://a/1.png") is None
+    for bad in ("ftp://c/3.png", "http:///x", "http://a b/", "http://a:99999/", "h" * 3000):
+        assert (url_problem(bad) or "").startswith("invalid URL"), bad
+
+    normalised = tmp_path / "n.tsv"
+    assert prepare(text, normalised, 10) == 3
+    first = read_step(normalised, 0, chunk_size=2, chunks=1)
+    assert [[e.url for e in c] for c in first.chunks] == [["http://a/1.png", "https://b/2.jpg"]]
+    assert first.next_offset is not None
+    # A restarted step reads from the recorded offset: the same chunk, not the list again.
+    text.unlink()
+    assert prepare(text, normalised, 10) == 3
+    rest = read_step(normalised, first.next_offset, chunk_size=2, chunks=5)
+    assert [[e.url for e in c] for c in rest.chunks] == [["ftp://c/3.png"]]
+    assert rest.next_offset is None
