@@ -4,7 +4,9 @@
 iterable of URLs over ``download_threads`` threads and starts a URL only when
 its host is under ``per_host``, so a list dominated by one host neither
 hammers it nor parks every thread behind it while other hosts wait. Both
-count against the same per-host slots, so the limit holds across callers.
+count against the same per-host slots, so the limit holds across callers. A
+download keeps its host's slot through its retries' waits: a host that asked
+us to slow down (429, Retry-After) gets no other request from us meanwhile.
 """
 
 from __future__ import annotations
