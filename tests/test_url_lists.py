@@ -241,6 +241,8 @@ def test_a_parquet_list_by_path_and_lists_refused_at_submit(stack: Stack, server
     assert "no URLs" in refused(**upload("l.txt", b"# only a comment\n\n"))
     assert "binary" in refused(**upload("l.bin", b"\x00\x01\x02"))
     assert "Parquet" in refused(**upload("l.parquet", b"not parquet"))
+    neither = {"data": {"collection": "url_list_bad"}, "files": {"other": ("x", b"x")}}
+    assert "either archive or url_list" in refused(**neither)
     # A text list's bad lines are the URLs' errors, not the list's.
     bad_text = stack.root / "bad.csv"
     bad_text.write_text("url\n")
