@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import shutil
@@ -299,8 +300,8 @@ def demo_subset(cifar: Path, count: int, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cifar", type=Path, required=True, help="CIFAR-10 test, <class>/ dirs.")
-    parser.add_argument("--photos", type=Path, required=True, help="Full-size photos to expand.")
+    parser.add_argument("--cifar", type=Path, help="CIFAR-10 test, <class>/ dirs.")
+    parser.add_argument("--photos", type=Path, help="Full-size photos to expand.")
     parser.add_argument("--clip-photos", type=int, default=600, help="Photos in the CLIP job.")
     parser.add_argument("--alone-photos", type=int, default=160, help="Photos, CLIP alone.")
     parser.add_argument("--demo-files", type=int, default=5000, help="CIFAR files, demo job.")
@@ -317,7 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="A small trial run.")
     parser.add_argument("--out", type=Path, default=Path("bench/results/cpu_runtime.json"))
+    parser.add_argument("--tables", type=Path, help="Print the tables of a written report.")
     args = parser.parse_args(argv)
+    if args.tables:
+        print_tables(json.loads(args.tables.read_text()), Console(width=200))
+        return 0
+    if args.cifar is None or args.photos is None:
+        parser.error("--cifar and --photos are required")
     if args.quick:
         args.clip_photos, args.alone_photos, args.demo_files = 96, 32, 1000
         args.demo_alone, args.quality_photos, args.knn_queries = 256, 200, 100
@@ -386,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             }  # fmt: skip
             del clip_pictures, cifar_pictures
+            checkpoint(args.out, report)
 
         if "vectors" in parts:
             vit_dir = build_vit_b32(tmp / "vit-b32")
@@ -399,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, ref in (("vit-b32", vit_dir), ("clip-b32", clip_dir))
             }
             del quality_pictures
+            checkpoint(args.out, report)
 
         if "jobs" in parts:
             labeled = scan_labeled_folder(args.cifar.resolve())
@@ -420,16 +429,30 @@ def main(argv: list[str] | None = None) -> int:
                             args.repeats, console, share, quality,
                         )
                     )  # fmt: skip
-            report["jobs"] = jobs
+                    report["jobs"] = jobs
+                    checkpoint(args.out, report)
             top1_agreement(jobs.get("demo", []))
     summarize(report, auto)
     report["total_s"] = round(time.perf_counter() - t0, 1)
     print_tables(report, console)
-    for runs in report.get("jobs", {}).values():
-        for run in runs:
-            run.pop("top1", None)
-    write_report(args.out, report, console)
+    write_report(args.out, without_top1(report), console)
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     return 0
+
+
+def without_top1(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without each demo run's 10,000 per-file labels (kept only to compare)."""
+    jobs = {
+        name: [{k: v for k, v in run.items() if k != "top1"} for run in runs]
+        for name, runs in report.get("jobs", {}).items()
+    }
+    return {**report, "jobs": jobs} if jobs else report
+
+
+def checkpoint(out: Path, report: dict[str, Any]) -> None:
+    """What is measured so far, beside the final file: a long run that dies keeps it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".partial.json").write_text(json.dumps(without_top1(report), indent=2))
 
 
 def top1_agreement(runs: list[dict[str, Any]]) -> None:
