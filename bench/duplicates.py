@@ -239,7 +239,7 @@ def demo_embedder() -> Any:
 
 def describe_embedder(embedder: Any) -> dict[str, Any]:
     """What GET /api/v1/models would say about it, plus the dtype the weights run in."""
-    out: dict[str, Any] = {"info": dict(embedder.info), "dtype": str(embedder.model.dtype)}
+    out: dict[str, Any] = {"info": dict(embedder.info), "dtype": str(embedder.dtype)}
     choice = getattr(embedder, "choice", None)
     if choice is not None:
         out["choice"] = {

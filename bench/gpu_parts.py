@@ -190,7 +190,7 @@ def describe_model(embedder: Any) -> dict[str, Any]:
         + ("-B/16" if config.hidden_size == 768 else f" (tiny, {config.hidden_size})"),
         "image_size": config.image_size,
         "parameters": sum(p.numel() for p in embedder.model.parameters()),
-        "dtype": str(embedder.model.dtype).removeprefix("torch."),
+        "dtype": str(embedder.dtype).removeprefix("torch."),
         "attention": config._attn_implementation,
         "device": embedder.device,
     }
@@ -210,7 +210,7 @@ def part_model_alone(embedder: Any, sizes: Sizes, deadline: Deadline) -> dict[st
     side = embedder.model.config.image_size
     out: dict[str, Any] = {**describe_model(embedder), "batches": {}}
     for batch in sizes.model_batches:
-        pixels = torch.randn(batch, 3, side, side, device=embedder.device).to(embedder.model.dtype)
+        pixels = torch.randn(batch, 3, side, side, device=embedder.device)
         run = partial(forward_passes, embedder, pixels)
         one = min(run(1) for _ in range(3))  # warm-up, and one pass's length
         times = max(3, math.ceil(sizes.model_target_s / max(one, 1e-6)))
@@ -224,7 +224,7 @@ def forward_passes(embedder: Any, pixels: Any, times: int) -> float:
     import torch
 
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), embedder.precision_scope():
         for _ in range(times):
             embedder.forward(pixel_values=pixels)
         synchronize(embedder.device)

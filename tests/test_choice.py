@@ -94,6 +94,11 @@ def test_auto_picks_what_the_cpu_flags_and_the_device_allow(
     )
     assert chosen.label == label
     assert chosen.reason  # what the warm-up line and GET /models say
+    # A lower precision auto picked is confirmed at load; one that was set is not.
+    assert chosen.confirm == (precision == "auto" and chosen.precision in ("bf16", "fp16"))
+    fallback = chosen.as_fp32("recall@10 0.980")
+    assert fallback.label == f"{chosen.runtime}/fp32" and not fallback.confirm
+    assert fallback.reason.startswith(chosen.reason) and "0.980: fp32 instead" in fallback.reason
     if runtime == "onnxruntime" and not onnx and device == "cpu":
         assert "not installed" in chosen.reason
 

@@ -42,13 +42,16 @@ def test_classifier_top_k(model_dir: Path) -> None:
     assert clf.info["random_weights"] is True
 
 
-def test_precision_setting_runs_the_model_in_bf16(model_dir: Path) -> None:
+def test_bf16_runs_the_matmuls_in_bf16_and_the_rest_in_fp32(model_dir: Path) -> None:
     import torch
 
     images = [make_image(i) for i in range(4)]
     exact = Embedder(str(model_dir), "cpu", runtime=Runtime(precision="fp32")).embed(images)
     half = Embedder(str(model_dir), "cpu", runtime=Runtime(precision="bf16"))
-    assert half.model.dtype == torch.bfloat16 and half.dtype == torch.bfloat16
+    assert half.dtype == half.autocast_dtype == torch.bfloat16
+    dtypes = {type(m).__name__: p.dtype for m in half.model.modules() for p in m.parameters(False)}
+    assert dtypes["Conv2d"] == torch.bfloat16
+    assert dtypes["BatchNorm2d"] == torch.float32  # norms (and the stream) stay fp32
     vectors = half.embed(images)
     assert vectors.dtype == np.float32  # stored as float32 whatever the model ran in
     cosine = (vectors * exact).sum(axis=1)
@@ -58,6 +61,37 @@ def test_precision_setting_runs_the_model_in_bf16(model_dir: Path) -> None:
     # auto: bf16 on a CPU with AVX512-BF16/AMX (this project's), else fp32 weights.
     fast = has_fast_bf16(cpu_flags())
     assert Runtime().dtype("cpu") == (torch.bfloat16 if fast else torch.float32)
+
+
+@pytest.mark.parametrize("gate", [0.0, 1.01])
+def test_auto_keeps_bf16_only_where_its_recall_clears_the_gate(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, gate: float
+) -> None:
+    """auto's bf16 is measured at load; under the gate the fp32 weights come back whole."""
+    import torch
+
+    import visionnet.workers.models.base as base
+    import visionnet.workers.models.runtime as runtime
+
+    images = [make_image(i) for i in range(4)]
+    exact = Embedder(str(model_dir), "cpu", runtime=Runtime(precision="fp32")).embed(images)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(base, "MIXING_RECALL", gate)
+    auto = Embedder(str(model_dir), "cpu", runtime=Runtime())
+    if gate > 1:  # no recall clears it: fp32, bit for bit the explicit fp32's vectors
+        assert auto.choice.label == "torch/fp32" and auto.agreement is None
+        assert "recall@10" in auto.choice.reason and "fp32 instead" in auto.choice.reason
+        assert auto.autocast_dtype is None
+        assert {p.dtype for p in auto.model.parameters()} == {torch.float32}
+        assert np.array_equal(auto.embed(images), exact)
+    else:
+        assert auto.choice.label == "torch/bf16" and auto.agreement is not None
+        assert not np.array_equal(auto.embed(images), exact)
+    assert auto.info["precision"] == auto.choice.precision
+    # An explicit bf16 is kept whatever it measures.
+    assert Embedder(str(model_dir), "cpu", runtime=Runtime(precision="bf16")).dtype == (
+        torch.bfloat16
+    )
 
 
 def test_conv_nets_run_channels_last_on_the_cpu_with_the_same_vectors(model_dir: Path) -> None:

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from visionnet.workers.models.agreement import Agreement, measure_change, summary
+from visionnet.workers.models.agreement import (
+    MIXING_RECALL,
+    Agreement,
+    measure_change,
+    summary,
+)
 from visionnet.workers.models.batch_preprocess import BatchPreprocessor
 from visionnet.workers.models.info import ModelInfo, public_name
 from visionnet.workers.models.loading import resolved_ref
-from visionnet.workers.models.runtime import Runtime, torch_dtype
+from visionnet.workers.models.runtime import Runtime, lower_precision, torch_dtype
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def restore_dtype() -> Any:
+    """The dtype a model goes back to when a lower precision fails its gate."""
+    import torch
+
+    return torch.float32
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -77,6 +90,8 @@ class ImageModel:
         import torch
 
         self.dtype: Any = torch.float32
+        # The matmuls' lower precision (bf16/fp16) run under autocast, None for fp32.
+        self.autocast_dtype: Any = None
         # The chosen setting's outputs against fp32's (None for torch fp32 itself).
         self.agreement: Agreement | None = None
         # The model's forward (compiled or not) and the memory format of its inputs.
@@ -106,19 +121,49 @@ class ImageModel:
             self._use_onnxruntime()
 
     def _lower_precision(self) -> None:
-        """torch bf16/fp16: measure against the fp32 weights just loaded, then cast to it."""
+        """torch bf16/fp16: measure against the fp32 weights just loaded, then lower the
+        matmuls to it (runtime.lower_precision; the rest stays fp32, under autocast).
+
+        A precision that "auto" picked must keep recall@10 against fp32 at
+        ``MIXING_RECALL`` on the probes, or the model goes back to its fp32 weights
+        (kept for that) and ``choice`` says why: auto never trades search results
+        for speed unmeasured. An explicit setting is kept whatever it measures.
+        """
         if self.choice.runtime != "torch" or self.choice.precision == "fp32":
             return
         target = torch_dtype(self.choice)
         forward, self.forward = self.forward, self.model  # measured uncompiled
+        restore: list[Callable[[], None]] = []
 
         def cast() -> None:
-            self.model.to(target)
-            self.dtype = target
+            restore.append(lower_precision(self.model, target, keep=self.choice.confirm))
+            self.dtype = self.autocast_dtype = target
 
-        self.agreement = measure_change(self, cast)
+        agreement = measure_change(self, cast)
         self.forward = forward
-        log.info("%s on %s: %s", self.name, self.choice.label, summary(self.agreement))
+        if self.choice.confirm and agreement["recall_at_10"] < MIXING_RECALL:
+            restore[0]()
+            self.dtype, self.autocast_dtype = restore_dtype(), None
+            self.choice = self.choice.as_fp32(
+                f"{self.choice.precision} kept recall@10 {agreement['recall_at_10']:.3f} "
+                f"against fp32 on the probes, under {MIXING_RECALL}"
+            )
+            log.info("%s: %s", self.name, self.choice.reason)
+            return
+        self.agreement = agreement
+        log.info("%s on %s: %s", self.name, self.choice.label, summary(agreement))
+
+    def lower(self, module: Any) -> None:
+        """Lower ``module``'s matmuls to the chosen torch precision (a text tower too)."""
+        lower_precision(module, self.autocast_dtype)
+
+    def precision_scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Where a forward pass runs: autocast to the lowered precision, or as it is."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(self.device.split(":")[0], dtype=self.autocast_dtype)
 
     def _use_onnxruntime(self) -> None:
         """The pass on onnxruntime (onnx_forward.py), or torch with the reason in ``choice``."""
@@ -143,7 +188,8 @@ class ImageModel:
         if isinstance(images, Prepared) and images.owner is self:
             return images.inputs
         inputs = self.preprocess(images)
-        pixels = inputs["pixel_values"].to(self.model.dtype)
+        # fp32 in: autocast gives the matmuls their precision, the rest stays fp32.
+        pixels = inputs["pixel_values"].float()
         if self.flip_invariant:
             import torch
 
@@ -157,7 +203,9 @@ class ImageModel:
         """The processor's inputs for ``images`` on the device: as tensor ops over the
         batch where its recipe allows (batch_preprocess.py), else the processor's own."""
         if self.batch_preprocess is not None:
-            return {"pixel_values": self.batch_preprocess(images, self.device, self.model.dtype)}
+            import torch
+
+            return {"pixel_values": self.batch_preprocess(images, self.device, torch.float32)}
         return dict(self.processor(images=images, return_tensors="pt").to(self.device))
 
     def prepare(self, images: Sequence[Any]) -> Prepared:

@@ -4,8 +4,10 @@
 resolves to depends on the device, the CPU's flags and whether onnxruntime is
 installed, and is measured (bench/cpu_runtime.py, bench/RESULTS.md):
 
-* On a CPU with AVX512-BF16 or AMX, torch in bf16 is the fastest setting that
-  keeps quality (about 1.8x fp32 for a CLIP ViT-B/32, 3x for the demo conv net).
+* On a CPU with AVX512-BF16 or AMX, torch in bf16 (matmuls in bf16, the rest
+  fp32: runtime.lower_precision). A model keeps it only if it keeps recall@10
+  against fp32 at 0.99 on the load-time probes (``confirm``); otherwise it runs
+  fp32 and the reason says so.
 * On other CPUs, torch in fp32. onnxruntime in fp32 is exact to about 1e-6 and
   ran a CLIP ViT-B/32's index job about 2x torch fp32's, but the demo conv net's
   at 0.73x (bench/RESULTS.md), so "auto" leaves it to an explicit setting.
@@ -38,6 +40,9 @@ class Choice:
     runtime: str
     precision: str
     reason: str
+    # "auto" picked a lower precision: the model keeps it only if its measured
+    # agreement with fp32 clears the gate at load (ImageModel._lower_precision).
+    confirm: bool = False
 
     def fallback(self, why: str) -> Choice:
         """torch instead of onnxruntime (a model or op that does not export, say).
@@ -47,6 +52,13 @@ class Choice:
         precision = "fp32" if self.precision == "int8" else self.precision
         return replace(
             self, runtime="torch", precision=precision, reason=f"{why}; torch {precision} instead"
+        )
+
+    def as_fp32(self, why: str) -> Choice:
+        """fp32 on the same runtime: what auto falls back to when a lower precision
+        moved the model's results too far."""
+        return replace(
+            self, precision="fp32", confirm=False, reason=f"{self.reason}; {why}: fp32 instead"
         )
 
     @property
@@ -108,7 +120,12 @@ def choose(
             )
     else:
         engine, how = runtime, "as set"
-    choice = Choice(engine, resolved, f"runtime {engine} ({how}), precision {resolved} ({why})")
+    choice = Choice(
+        engine,
+        resolved,
+        f"runtime {engine} ({how}), precision {resolved} ({why})",
+        confirm=precision == "auto" and resolved != "fp32",
+    )
     if engine == "onnxruntime" and not onnx_available:
         return choice.fallback("onnxruntime is not installed (pip install 'visionnet[onnx]')")
     return choice
@@ -120,7 +137,8 @@ def _on_gpu(runtime: RuntimeName, precision: PrecisionName, cuda_bf16: bool) -> 
     why = "on a GPU" if runtime != "onnxruntime" else "onnxruntime runs on the CPU only here"
     if precision == "auto":
         resolved = "bf16" if cuda_bf16 else "fp16"
-        return Choice("torch", resolved, f"runtime torch ({why}), precision {resolved} (GPU)")
+        reason = f"runtime torch ({why}), precision {resolved} (GPU)"
+        return Choice("torch", resolved, reason, confirm=True)
     return Choice("torch", precision, f"runtime torch ({why}), precision {precision} (as set)")
 
 

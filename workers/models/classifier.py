@@ -136,7 +136,7 @@ class Classifier(ImageModel):
         import torch
 
         inputs = self.pixel_values(images)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision_scope():
             out = self.forward(**inputs)
             head_input = getattr(out, "head_input", None)
             if head_input is not None and getattr(self._head_input, "want", False):

@@ -75,9 +75,11 @@ class Embedder(ImageModel):
             log.warning("%s: no tokenizer, so no text search (%s)", self.name, exc)
             return
         text_model: Any = load_pretrained(
-            CLIPTextModelWithProjection.from_pretrained, ref, offline=offline, dtype=self.dtype
+            CLIPTextModelWithProjection.from_pretrained, ref, offline=offline
         )
         self.text_model = text_model.to(self.device).eval()
+        if self.autocast_dtype is not None:  # the image tower's precision (stays fp32 on ORT)
+            self.lower(self.text_model)
 
     def _warm(self, image: Image) -> None:
         self.embed([image])
@@ -90,7 +92,7 @@ class Embedder(ImageModel):
         import torch
 
         inputs = self.pixel_values(images)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision_scope():
             out = self.forward(**inputs)
             if getattr(out, "image_embeds", None) is not None:
                 feats = out.image_embeds
@@ -120,7 +122,7 @@ class Embedder(ImageModel):
             max_length=int(self.text_model.config.max_position_embeddings),
             return_tensors="pt",
         ).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision_scope():
             feats = self.text_model(**inputs).text_embeds.float()
             feats = torch.nn.functional.normalize(feats, dim=-1)
         return feats.cpu().numpy().astype(np.float32)
