@@ -149,7 +149,8 @@ def test_models_api_says_runtime_precision_reason_and_agreement(web: WebApp) -> 
     if model.choice.label == "torch/fp32":
         assert shown["agreement"] is None
         if chosen.label == "torch/bf16":  # picked by auto, then under the gate at load
-            assert "recall@10" in shown["runtime_reason"] and "fp32 instead" in shown["runtime_reason"]
+            reason = shown["runtime_reason"]
+            assert "recall@10" in reason and "fp32 instead" in reason
     else:  # measured at load against the fp32 weights, and clearing the gate
         agreement = shown["agreement"]
         assert agreement["against"] == "torch/fp32" and agreement["probes"] == 64
