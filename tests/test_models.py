@@ -336,15 +336,22 @@ def test_batch_preprocessing_gives_the_processors_values(model_dir: Path) -> Non
 
     images = [make_image(1), make_image(2, (64, 64)), make_image(3, (300, 200)), make_image(4)]
     images.append(make_image(5, (90, 70)).convert("L"))
-    for processor in (demo_processor(64), demo_processor(32, mean=(0.4, 0.5, 0.6))):
+    images.append(make_image(6, (224, 500)))  # already at the shortest edge: crop only
+    clip = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size=224)
+    clip_odd = CLIPImageProcessor(size={"shortest_edge": 96}, crop_size={"height": 80, "width": 61})
+    for processor in (demo_processor(64), demo_processor(32, mean=(0.4, 0.5, 0.6)), clip, clip_odd):
         batch = BatchPreprocessor.for_processor(processor)
         assert batch is not None
         want = processor(images=[i.convert("RGB") for i in images], return_tensors="pt")
         got = batch(images, "cpu", torch.float32)
         assert got.shape == want["pixel_values"].shape
         assert (got - want["pixel_values"]).abs().max().item() <= 1e-5
-    # A recipe with other steps (shortest edge, center crop) keeps its processor.
-    assert BatchPreprocessor.for_processor(CLIPImageProcessor()) is None
+    # A recipe with other steps (a crop larger than the resized picture: padding,
+    # no crop, a capped long side) keeps its processor.
+    assert BatchPreprocessor.for_processor(CLIPImageProcessor(crop_size=300)) is None
+    assert BatchPreprocessor.for_processor(CLIPImageProcessor(do_center_crop=False)) is None
+    capped = {"shortest_edge": 224, "longest_edge": 300}
+    assert BatchPreprocessor.for_processor(CLIPImageProcessor(size=capped)) is None
     # The models take the batch path, and their passes give the processor's results.
     embedder = Embedder(str(model_dir), "cpu")
     assert embedder.batch_preprocess is not None
