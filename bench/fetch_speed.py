@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,25 @@ def wait_up(port: int) -> None:
     raise RuntimeError("the HTTP server did not start")
 
 
+@contextmanager
+def image_server(folder: Path) -> Iterator[int]:
+    """``folder``'s files served over HTTP/1.1 on 127.0.0.1 from a process of their own
+    (so the server does not share the client's interpreter); yields its port."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port)],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_up(port)
+        yield port
+    finally:
+        stop_group(server, signal.SIGTERM, 10)
+
+
 def one_run(urls: list[str], threads: int, per_host: int) -> float:
     settings = SourceSettings(
         allowed_networks=["127.0.0.1/32"], download_threads=threads, per_host=per_host
@@ -99,16 +120,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         size = write_images(folder, args.images, args.side)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(port)],
-            cwd=folder,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            wait_up(port)
+        with image_server(folder) as port:
             urls = [f"http://127.0.0.1:{port}/{i:05d}.jpg" for i in range(args.images)]
             rows: list[dict[str, Any]] = []
             for threads, per_host in SETTINGS:
@@ -123,8 +135,6 @@ def main() -> None:
                         "mb_per_s_median": size / 1e6 / spread(times)["median"],
                     }
                 )
-        finally:
-            stop_group(server, signal.SIGTERM, 10)
     table = Table(title=f"fetch_many, {args.images} JPEGs of {size / args.images / 1e3:.0f} kB")
     for col in ("threads", "per host", "URLs/s min", "URLs/s median", "MB/s median"):
         table.add_column(col, justify="right")

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,10 +42,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import Api, job_seconds
-from bench.fetch_speed import SERVER, wait_up
+from bench.fetch_speed import image_server
 from bench.images import images_under
 from bench.report import spread, write_report
-from bench.stack import free_port, private_stack, stack_root, stop_group, wait_until_quiet
+from bench.stack import private_stack, stack_root, wait_until_quiet
 
 WARMUP = 64  # images of the untimed first jobs
 STAGES = ("download", "read", "hash", "decode", "embed", "write")
@@ -149,16 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         warm.mkdir()
         for n in range(WARMUP):
             shutil.copyfile(folder / f"{n:05d}.jpg", warm / f"{n:05d}.jpg")
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(port)],
-            cwd=folder,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            wait_up(port)
+        with image_server(folder) as port:
             urls = [f"http://127.0.0.1:{port}/{n:05d}.jpg" for n in range(count)]
             allow = {"VISIONNET_SOURCES__ALLOWED_NETWORKS": '["127.0.0.1/32"]'}
             with private_stack(tmp / "stack", [folder, warm], extra_env=allow) as base:
@@ -176,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
                         run["round"] = rep + 1
                         runs.append(run)
                         console.print(describe(run))
-        finally:
-            stop_group(server, signal.SIGTERM, 10)
     folder_runs = [r for r in runs if r["kind"] == "folder"]
     url_runs = [r for r in runs if r["kind"] == "urls"]
     for a, b in zip(folder_runs, url_runs, strict=True):
