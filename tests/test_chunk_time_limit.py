@@ -29,7 +29,7 @@ def limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultSta
     )
     stack.up()
     yield stack
-    stack.down()
+    stack.down_later()
 
 
 def test_a_chunk_past_its_time_limit_fails_its_files_and_the_job_goes_on(

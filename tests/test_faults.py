@@ -26,7 +26,7 @@ import pytest
 import requests
 from pymilvus import MilvusClient
 
-from tests.conftest import SUPERVISORCTL, stack_env, start_up, stop
+from tests.conftest import SUPERVISORCTL, stack_env, start_up, stop, stop_later
 from tests.helpers import (
     counts,
     image_bytes,
@@ -82,6 +82,13 @@ class FaultStack:
     def down(self) -> None:
         if self.proc is not None:
             stop(self.proc)
+            self.proc = None
+
+    def down_later(self) -> None:
+        """Ctrl-C, its orderly stop overlapping the tests that follow (a fixture's
+        teardown: the next stack has its own data dir and ports)."""
+        if self.proc is not None:
+            stop_later(self.proc)
             self.proc = None
 
     def ctl(self, *args: str) -> str:
@@ -153,7 +160,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
     stack = FaultStack(tmp_path_factory.mktemp("faults"))
     stack.up()
     yield stack
-    stack.down()
+    stack.down_later()
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +173,7 @@ def server_fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fau
     )
     stack.up()
     yield stack
-    stack.down()
+    stack.down_later()
 
 
 def progress(stack: FaultStack, job_id: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def slow_redelivery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     stack.env["VISIONNET_JOBS__STALL_TIMEOUT_S"] = str(2 * REDELIVERY_TIMEOUT_S)
     stack.up()
     yield stack
-    stack.down()
+    stack.down_later()
 
 
 def test_up_hands_back_the_tasks_a_killed_stack_held(slow_redelivery_stack: FaultStack) -> None:

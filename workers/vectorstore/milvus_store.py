@@ -316,28 +316,8 @@ class VectorStore:
         return len(rows)
 
     def search(self, name: str, vector: Sequence[float], k: int, expr: str = "") -> list[Hit]:
-        """Top ``k`` by cosine; ``expr`` a Milvus filter over the metadata fields.
-
-        A filter that matches few rows starves HNSW's candidate list (fewer than
-        ``k`` hits come back), so a filtered search looks wider.
-        """
-        out = [f for f in ("path", "width", "height", "label") if f in self.fields(name)]
-        ef = max(self._ef, k, FILTERED_EF if expr else 0)
-        consistency = self._read_consistency(name)
-        result = self._with_loaded(
-            name,
-            lambda: self._client.search(
-                name,
-                data=[list(vector)],
-                limit=k,
-                filter=expr,
-                output_fields=out,
-                search_params={"metric_type": "COSINE", "params": {"ef": ef}},
-                timeout=self._timeout,
-                **consistency,
-            ),
-        )
-        return [Hit(id=str(h["id"]), score=float(h["distance"]), **h["entity"]) for h in result[0]]
+        """Top ``k`` by cosine; ``expr`` a Milvus filter over the metadata fields."""
+        return self.search_many(name, [list(vector)], k, expr)[0]
 
     def search_many(
         self, name: str, vectors: Sequence[Sequence[float]], k: int, expr: str = ""
@@ -345,25 +325,10 @@ class VectorStore:
         """``search`` for many query vectors in one call: each one's top ``k``, in order."""
         if not vectors:
             return []
-        out = [f for f in ("path", "width", "height", "label") if f in self.fields(name)]
-        ef = max(self._ef, k, FILTERED_EF if expr else 0)
-        consistency = self._read_consistency(name)
-        result = self._with_loaded(
-            name,
-            lambda: self._client.search(
-                name,
-                data=[list(v) for v in vectors],
-                limit=k,
-                filter=expr,
-                output_fields=out,
-                search_params={"metric_type": "COSINE", "params": {"ef": ef}},
-                timeout=self._timeout,
-                **consistency,
-            ),
-        )
+        out: list[str] = [f for f in ("path", "width", "height", "label") if f in self.fields(name)]
         return [
             [Hit(id=str(h["id"]), score=float(h["distance"]), **h["entity"]) for h in hits]
-            for hits in result
+            for hits in self._cosine_search(name, vectors, k, expr, out)
         ]
 
     def neighbours(
@@ -375,22 +340,37 @@ class VectorStore:
         A top-k search, not a range search (``radius``): on Milvus Lite the range
         search was three times slower (2,000 queries, batches of 250).
         """
+        hits = self._cosine_search(name, vectors, k, expr, [])
+        return [[(str(h["id"]), float(h["distance"])) for h in row] for row in hits]
+
+    def _cosine_search(
+        self,
+        name: str,
+        vectors: Sequence[Sequence[float]],
+        k: int,
+        expr: str,
+        output_fields: list[str],
+    ) -> Any:
+        """One search call for many vectors, at this store's read consistency.
+
+        A filter that matches few rows starves HNSW's candidate list (fewer than
+        ``k`` hits come back), so a filtered search looks wider.
+        """
         ef = max(self._ef, k, FILTERED_EF if expr else 0)
         consistency = self._read_consistency(name)
-        result = self._with_loaded(
+        return self._with_loaded(
             name,
             lambda: self._client.search(
                 name,
                 data=[list(v) for v in vectors],
                 limit=k,
                 filter=expr,
-                output_fields=[],
+                output_fields=output_fields,
                 search_params={"metric_type": "COSINE", "params": {"ef": ef}},
                 timeout=self._timeout,
                 **consistency,
             ),
         )
-        return [[(str(h["id"]), float(h["distance"])) for h in hits] for hits in result]
 
     def matching_ids(self, name: str, expr: str, batch: int = 4096) -> list[str]:
         """Ids of every row matching ``expr``, page by page."""
