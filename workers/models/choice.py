@@ -8,12 +8,13 @@ installed, and is measured (bench/cpu_runtime.py, bench/RESULTS.md):
   fp32: runtime.lower_precision). A model keeps it only if it keeps recall@10
   against fp32 at 0.99 on the load-time probes (``confirm``); otherwise it runs
   fp32 and the reason says so.
-* On other CPUs, torch in fp32. onnxruntime in fp32 is exact to about 1e-6 and
-  ran a CLIP ViT-B/32's index job about 2x torch fp32's, but the demo conv net's
+* On other CPUs, torch in fp32. onnxruntime in fp32 is exact to about 1e-6 but
+  ran a CLIP ViT-B/32's index job at 1.03x torch fp32's and the demo conv net's
   at 0.73x (bench/RESULTS.md), so "auto" leaves it to an explicit setting.
 * int8 (onnxruntime's dynamic quantization) is the fastest of all but changes
   the vectors, so it is never picked by "auto": only when asked for.
-* On a GPU, torch in bf16 (fp16 where bf16 is not supported).
+* On a GPU, torch in bf16 (fp16 where bf16 is not supported), confirmed at load
+  the same way.
 
 The caller logs ``reason`` in the worker's warm-up line and publishes it in
 ``GET /api/v1/models``, so a user can see what "auto" chose on their machine.
