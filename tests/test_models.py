@@ -298,8 +298,12 @@ def test_one_pass_gives_the_embedders_vectors_and_the_classifiers_labels(
     assert rows == clf.predict(images, top_k=3)
 
 
-def test_one_pass_is_refused_where_the_head_reads_something_else(tmp_path: Path) -> None:
-    """A ViT's head reads the CLS token; its embedder returns the pooler's output."""
+def test_a_classifier_checkpoint_as_embedder_gives_its_cls_token_the_same_at_each_load(
+    tmp_path: Path,
+) -> None:
+    """A ViT classifier's checkpoint has no pooler weights: the embedder returns the
+    final CLS token its head reads (not a pooler drawn at random at each load), so
+    two loads agree and one pass gives the embedder's vectors."""
     import torch
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
@@ -310,11 +314,21 @@ def test_one_pass_is_refused_where_the_head_reads_something_else(tmp_path: Path)
         image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
         num_attention_heads=2, intermediate_size=32, num_labels=3,
     )  # fmt: skip
-    ViTForImageClassification(config).save_pretrained(tmp_path)
+    vit = ViTForImageClassification(config).eval()
+    vit.save_pretrained(tmp_path)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
-    clf = Classifier(str(tmp_path), "cpu")
-    emb = Embedder(str(tmp_path), "cpu")
-    assert not gives_embedder_vectors(clf, emb)
+    fp32 = Runtime(precision="fp32")
+    images = [make_image(i, (32, 32)) for i in range(4)]
+    first, second = (Embedder(str(tmp_path), "cpu", runtime=fp32) for _ in range(2))
+    assert first.model.pooler is None
+    vectors = first.embed(images)
+    assert np.array_equal(vectors, second.embed(images))
+    pixels = first.processor(images=images, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        cls = vit.vit(pixel_values=pixels).last_hidden_state[:, 0]
+    want = torch.nn.functional.normalize(cls, dim=-1).numpy()
+    assert np.abs(vectors - want).max() <= 1e-5
+    assert gives_embedder_vectors(Classifier(str(tmp_path), "cpu", runtime=fp32), first)
 
 
 def test_one_pass_needs_one_checkpoint(model_dir: Path, tmp_path: Path) -> None:

@@ -51,7 +51,11 @@ class Embedder(ImageModel):
             loader: Any = CLIPVisionModelWithProjection.from_pretrained
         else:
             loader = AutoModel.from_pretrained
-        self.model: Any = load_pretrained(loader, ref, offline=offline, dtype=self.dtype)
+        self.model: Any
+        self.model, loading = load_pretrained(
+            loader, ref, offline=offline, dtype=self.dtype, output_loading_info=True
+        )
+        self._drop_untrained_pooler(loading.get("missing_keys", []))
         self._ready(config)
         self.tokenizer: Any = None
         self.text_model: Any = None
@@ -65,6 +69,25 @@ class Embedder(ImageModel):
             choice=self.choice,
             agreement=self.agreement,
         )
+
+    def _drop_untrained_pooler(self, missing: list[str]) -> None:
+        """Vectors from the CLS token where the checkpoint has no pooler weights.
+
+        A classifier's checkpoint (ViTForImageClassification, say) loaded as a
+        backbone has no pooler: transformers draws its weights at random at every
+        load, so the vectors would change from one start of the worker to the
+        next and match no collection made before. Its head reads the final CLS
+        token, which is what the embedder then returns (``_embed``'s fallback).
+        """
+        if getattr(self.model, "pooler", None) is None:
+            return
+        if any(key.split(".")[0] == "pooler" for key in missing):
+            log.warning(
+                "%s: the checkpoint has no pooler weights (a classifier's?): its vectors "
+                "are the final CLS token, not a pooler drawn at random at each load",
+                self.name,
+            )
+            self.model.pooler = None
 
     def _load_text_tower(self, ref: str, offline: bool) -> None:
         from transformers import AutoTokenizer, CLIPTextModelWithProjection

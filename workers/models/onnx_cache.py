@@ -68,10 +68,11 @@ def versions() -> dict[str, str]:
 def tensors_digest(state: Mapping[str, Any]) -> str:
     """sha256 over a loaded model's tensors: what its graph bakes in.
 
-    Not the checkpoint's files: weights a checkpoint lacks (a classifier's
-    directory loaded as an AutoModel has no pooler) are drawn at random at each
-    load, so a key made of the files would hand one load the graph of another's.
-    Rewritten files change the tensors and so the key all the same.
+    Not the checkpoint's files: weights a checkpoint lacks are drawn at random at
+    each load (the embedder drops a missing pooler for that reason, but any other
+    missing layer would do the same), so a key made of the files would hand one
+    load the graph of another's. Rewritten files change the tensors and so the
+    key all the same.
     """
     digest = hashlib.sha256()
     for name, tensor in sorted(state.items()):
