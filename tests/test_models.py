@@ -76,7 +76,7 @@ def test_auto_keeps_bf16_only_where_its_recall_clears_the_gate(
     images = [make_image(i) for i in range(4)]
     exact = Embedder(str(model_dir), "cpu", runtime=Runtime(precision="fp32")).embed(images)
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
-    monkeypatch.setattr(base, "MIXING_RECALL", gate)
+    monkeypatch.setattr(base, "AUTO_PROBE_RECALL", gate)
     auto = Embedder(str(model_dir), "cpu", runtime=Runtime())
     if gate > 1:  # no recall clears it: fp32, bit for bit the explicit fp32's vectors
         assert auto.choice.label == "torch/fp32" and auto.agreement is None

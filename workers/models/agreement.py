@@ -26,15 +26,19 @@ from PIL import Image, ImageDraw
 
 log = logging.getLogger(__name__)
 
-# recall@10 among few probes overstates it: their neighbours lie further apart
-# than a collection's. The demo model's bf16 vectors kept 0.992 among 64 probes,
-# 0.984 among 256, and 0.967 among 2,000 CIFAR-10 pictures; ViT-B/32 (random
-# weights) 0.998 among 64 and 256, 0.994 among 2,000. 256 tell the two apart, for
-# about 12 s of a ViT-B/32's load on 2 CPU cores (fp32 and the lower precision).
-PROBES = 256
+# Enough pictures that recall@10 resolves 1/640, few enough that a ViT-B on 2 CPU
+# cores spends seconds (256 took a 512-px conv net a minute of each worker start).
+PROBES = 64
 NEIGHBOURS = 10
 # A collection mixes vectors of two settings of one model only above this.
 MIXING_RECALL = 0.99
+# What a precision "auto" picked must keep among the probes to stay. recall@10
+# among 64 probes overstates it (their neighbours lie further apart than a
+# collection's): bf16 kept 0.992 among them and 0.967 among 2,000 CIFAR-10
+# pictures for the demo model, 0.998 and 0.994 for a ViT-B/32, 0.997 and 0.991
+# for a CLIP B/32 (bench/RESULTS.md, CPU runtimes). 0.995 keeps the two whose
+# pictures' recall reaches 0.99 and not the one whose does not.
+AUTO_PROBE_RECALL = 0.995
 REFERENCE = "torch/fp32"
 
 
@@ -94,14 +98,28 @@ def probe_pictures(count: int = PROBES, side: int = 64) -> list[Image.Image]:
 
 
 def model_outputs(model: Any, pictures: Sequence[Image.Image]) -> Outputs:
-    """What ``model`` (an Embedder or a Classifier, as it runs now) makes of ``pictures``."""
+    """What ``model`` (an Embedder or a Classifier, as it runs now) makes of ``pictures``.
+
+    A classifier's vectors are the features its head reads (what one pass stores
+    as an index job's vectors), so a classifier and an embedder of one checkpoint
+    measure the same quantity and "auto" gives both the same precision; its
+    logits where no head input can be seen.
+    """
     if hasattr(model, "embed"):
         return Outputs(np.asarray(model.embed(list(pictures)), dtype=np.float32))
     import torch
 
-    logits = model.fitting(model._logits, list(pictures), torch.cat).float()
-    vectors = torch.nn.functional.normalize(logits, dim=-1).cpu().numpy().astype(np.float32)
-    return Outputs(vectors, logits.argmax(-1).cpu().numpy().astype(np.int64))
+    from visionnet.workers.models.classifier import HeadInputUnavailableError
+
+    try:
+        rows, features = model.predict_with_features(list(pictures), top_k=1)
+    except HeadInputUnavailableError:
+        logits = model.fitting(model._logits, list(pictures), torch.cat).float()
+        vectors = torch.nn.functional.normalize(logits, dim=-1).cpu().numpy()
+        return Outputs(vectors.astype(np.float32), logits.argmax(-1).cpu().numpy())
+    label2id = {str(k): int(v) for k, v in model.model.config.label2id.items()}
+    best = np.array([label2id.get(row[0].label, -1) for row in rows], dtype=np.int64)
+    return Outputs(np.asarray(features, dtype=np.float32), best)
 
 
 def neighbours(vectors: NDArray[np.float32], k: int = NEIGHBOURS) -> NDArray[np.int64]:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from visionnet.workers.models.agreement import (
-    MIXING_RECALL,
+    AUTO_PROBE_RECALL,
     Agreement,
     measure_change,
     summary,
@@ -125,9 +125,10 @@ class ImageModel:
         matmuls to it (runtime.lower_precision; the rest stays fp32, under autocast).
 
         A precision that "auto" picked must keep recall@10 against fp32 at
-        ``MIXING_RECALL`` on the probes, or the model goes back to its fp32 weights
-        (kept for that) and ``choice`` says why: auto never trades search results
-        for speed unmeasured. An explicit setting is kept whatever it measures.
+        ``AUTO_PROBE_RECALL`` on the probes, or the model goes back to its fp32
+        weights (kept for that) and ``choice`` says why: auto never trades search
+        results for speed unmeasured. An explicit setting is kept whatever it
+        measures.
         """
         if self.choice.runtime != "torch" or self.choice.precision == "fp32":
             return
@@ -141,12 +142,12 @@ class ImageModel:
 
         agreement = measure_change(self, cast)
         self.forward = forward
-        if self.choice.confirm and agreement["recall_at_10"] < MIXING_RECALL:
+        if self.choice.confirm and agreement["recall_at_10"] < AUTO_PROBE_RECALL:
             restore[0]()
             self.dtype, self.autocast_dtype = restore_dtype(), None
             self.choice = self.choice.as_fp32(
                 f"{self.choice.precision} kept recall@10 {agreement['recall_at_10']:.3f} "
-                f"against fp32 on the probes, under {MIXING_RECALL}"
+                f"against fp32 on the probes, under {AUTO_PROBE_RECALL}"
             )
             log.info("%s: %s", self.name, self.choice.reason)
             return

@@ -47,6 +47,7 @@ class Classifier(ImageModel):
         # What the head read in this thread's last pass, when asked (see ``predict_with_features``).
         self._head_input = threading.local()
         self._head_hooked = False
+        self._multi_label = self.model.config.problem_type == "multi_label_classification"
         self._ready(self.model.config)
         self.info = describe(
             self.name,
@@ -55,7 +56,6 @@ class Classifier(ImageModel):
             choice=self.choice,
             agreement=self.agreement,
         )
-        self._multi_label = self.model.config.problem_type == "multi_label_classification"
 
     def _warm(self, image: Image) -> None:
         self.predict([image], 1)
