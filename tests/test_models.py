@@ -94,6 +94,44 @@ def test_auto_keeps_bf16_only_where_its_recall_clears_the_gate(
     )
 
 
+def test_a_kept_agreement_is_reused_and_other_weights_are_measured_again(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's restart reads the agreement its first load measured (agreement_cache.py)."""
+    import torch
+
+    import visionnet.workers.models.base as base
+    import visionnet.workers.models.runtime as runtime
+
+    images = [make_image(i) for i in range(4)]
+    kept = tmp_path / "agreement"
+    half = Runtime(precision="bf16", agreement_cache=str(kept))
+    first = Embedder(str(model_dir), "cpu", runtime=half)
+    assert first.agreement is not None and len(list(kept.glob("*.json"))) == 1
+    # An auto load that falls under the gate keeps its (failing) measure too.
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(base, "AUTO_PROBE_RECALL", 1.01)
+    auto = Runtime(agreement_cache=str(kept))
+    fell_back = Embedder(str(model_dir), "cpu", runtime=auto)
+    assert fell_back.choice.label == "torch/fp32" and len(list(kept.glob("*.json"))) == 2
+
+    def measured(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(base, "measure_change", measured)
+    again = Embedder(str(model_dir), "cpu", runtime=half)
+    assert again.agreement == first.agreement and again.autocast_dtype == torch.bfloat16
+    assert np.array_equal(again.embed(images), first.embed(images))
+    fp32_again = Embedder(str(model_dir), "cpu", runtime=auto)
+    assert fp32_again.choice.reason == fell_back.choice.reason
+    assert {p.dtype for p in fp32_again.model.parameters()} == {torch.float32}
+    assert np.array_equal(fp32_again.embed(images), fell_back.embed(images))
+    # Other weights: another key, measured.
+    other = build_tiny_model(tmp_path / "other", seed=9)
+    with pytest.raises(AssertionError, match="measured again"):
+        Embedder(str(other), "cpu", runtime=half)
+
+
 def test_conv_nets_run_channels_last_on_the_cpu_with_the_same_vectors(model_dir: Path) -> None:
     import torch
 

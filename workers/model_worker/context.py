@@ -68,6 +68,7 @@ class ModelContext(WorkerContext):
             compile=m.compile,
             flip_invariant=m.flip_invariant,
             onnx_cache=str(self.settings.data_path / "onnx"),
+            agreement_cache=str(self.settings.data_path / "agreement"),
         )
         return ModelRegistry(m.device, offline=m.offline, runtime=runtime)
 

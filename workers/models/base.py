@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from visionnet.workers.models.agreement import (
@@ -21,6 +22,10 @@ from visionnet.workers.models.runtime import Runtime, lower_precision, torch_dty
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def _nothing() -> None:
+    """Nothing to undo: the precision was never lowered."""
 
 
 def restore_dtype() -> Any:
@@ -102,6 +107,8 @@ class ImageModel:
         # Average outputs over each image and its mirror (decided in ``_ready``).
         self.flip_invariant = False
         self.batch_preprocess: BatchPreprocessor | None = None
+        # Where this load's agreement is kept (agreement_cache.py), when it is.
+        self._agreement_at: tuple[Path, str] | None = None
 
     processor: Any
     model: Any
@@ -133,17 +140,16 @@ class ImageModel:
         if self.choice.runtime != "torch" or self.choice.precision == "fp32":
             return
         target = torch_dtype(self.choice)
-        forward, self.forward = self.forward, self.model  # measured uncompiled
-        restore: list[Callable[[], None]] = []
-
-        def cast() -> None:
-            restore.append(lower_precision(self.model, target, keep=self.choice.confirm))
+        restore: Callable[[], None] = _nothing
+        agreement = self._kept_agreement()  # measured at an earlier load of these tensors
+        if agreement is None:
+            agreement, restore = self._measure_lowering(target)
+            self._keep_agreement(agreement)
+        elif not self._fails_gate(agreement):
+            lower_precision(self.model, target)
             self.dtype = self.autocast_dtype = target
-
-        agreement = measure_change(self, cast)
-        self.forward = forward
-        if self.choice.confirm and agreement["recall_at_10"] < AUTO_PROBE_RECALL:
-            restore[0]()
+        if self._fails_gate(agreement):
+            restore()
             self.dtype, self.autocast_dtype = restore_dtype(), None
             self.choice = self.choice.as_fp32(
                 f"{self.choice.precision} kept recall@10 {agreement['recall_at_10']:.3f} "
@@ -153,6 +159,43 @@ class ImageModel:
             return
         self.agreement = agreement
         log.info("%s on %s: %s", self.name, self.choice.label, summary(agreement))
+
+    def _measure_lowering(self, target: Any) -> tuple[Agreement, Callable[[], None]]:
+        """Lower to ``target`` between two passes over the probes; with what undoes it
+        (a copy of the fp32 weights is kept while "auto" still has to confirm)."""
+        forward, self.forward = self.forward, self.model  # measured uncompiled
+        restore: list[Callable[[], None]] = []
+
+        def cast() -> None:
+            restore.append(lower_precision(self.model, target, keep=self.choice.confirm))
+            self.dtype = self.autocast_dtype = target
+
+        agreement = measure_change(self, cast)
+        self.forward = forward
+        return agreement, restore[0]
+
+    def _fails_gate(self, agreement: Agreement) -> bool:
+        return self.choice.confirm and agreement["recall_at_10"] < AUTO_PROBE_RECALL
+
+    def _agreement_key(self) -> tuple[Path, str] | None:
+        """Where this load's agreement is kept (agreement_cache.py), if anywhere."""
+        if not self.runtime.agreement_cache:
+            return None
+        from visionnet.workers.models.agreement_cache import agreement_key
+
+        return Path(self.runtime.agreement_cache), agreement_key(self, self.choice.label)
+
+    def _kept_agreement(self) -> Agreement | None:
+        from visionnet.workers.models.agreement_cache import load
+
+        self._agreement_at = self._agreement_key()
+        return load(*self._agreement_at) if self._agreement_at else None
+
+    def _keep_agreement(self, agreement: Agreement) -> None:
+        from visionnet.workers.models.agreement_cache import save
+
+        if self._agreement_at:
+            save(*self._agreement_at, agreement)
 
     def lower(self, module: Any) -> None:
         """Lower ``module``'s matmuls to the chosen torch precision (a text tower too)."""

@@ -42,6 +42,9 @@ class Runtime:
     # Where exported ONNX graphs are kept (the worker passes <data_dir>/onnx); empty:
     # the user's cache folder (onnx_cache.default_root).
     onnx_cache: str = ""
+    # Where load-time agreements are kept (agreement_cache.py; the worker passes
+    # <data_dir>/agreement); empty: measured at every load.
+    agreement_cache: str = ""
 
     def flips(self, config: Any) -> bool:
         """Whether a model averages its outputs over each image and its mirror."""
