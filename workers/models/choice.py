@@ -10,7 +10,9 @@ installed, and is measured (bench/cpu_runtime.py, bench/RESULTS.md):
   fp32 and the reason says so.
 * On other CPUs, torch in fp32. onnxruntime in fp32 is exact to about 1e-6 but
   ran a CLIP ViT-B/32's index job at 1.03x torch fp32's and the demo conv net's
-  at 0.73x (bench/RESULTS.md), so "auto" leaves it to an explicit setting.
+  at 1.10x (0.73x in a busier run; bench/RESULTS.md), within the spread between
+  two stacks of one setting, and its first load exports the graph, so "auto"
+  leaves it to an explicit setting.
 * int8 (onnxruntime's dynamic quantization) is the fastest of all but changes
   the vectors, so it is never picked by "auto": only when asked for.
 * On a GPU, torch in bf16 (fp16 where bf16 is not supported), confirmed at load
@@ -115,7 +117,7 @@ def choose(
         else:
             engine = "torch"
             how = (
-                "fp32 stays on torch unless set: onnxruntime slowed conv nets"
+                "fp32 stays on torch unless set: onnxruntime fp32 was no faster"
                 if resolved == "fp32"
                 else f"{resolved} runs on torch"
             )
