@@ -28,13 +28,6 @@ def _nothing() -> None:
     """Nothing to undo: the precision was never lowered."""
 
 
-def restore_dtype() -> Any:
-    """The dtype a model goes back to when a lower precision fails its gate."""
-    import torch
-
-    return torch.float32
-
-
 def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
@@ -107,8 +100,6 @@ class ImageModel:
         # Average outputs over each image and its mirror (decided in ``_ready``).
         self.flip_invariant = False
         self.batch_preprocess: BatchPreprocessor | None = None
-        # Where this load's agreement is kept (agreement_cache.py), when it is.
-        self._agreement_at: tuple[Path, str] | None = None
 
     processor: Any
     model: Any
@@ -139,18 +130,23 @@ class ImageModel:
         """
         if self.choice.runtime != "torch" or self.choice.precision == "fp32":
             return
-        target = torch_dtype(self.choice)
+        from visionnet.workers.models import agreement_cache
+
+        target, fp32 = torch_dtype(self.choice), self.dtype
         restore: Callable[[], None] = _nothing
-        agreement = self._kept_agreement()  # measured at an earlier load of these tensors
+        kept_at = self._agreement_key()
+        # Measured at an earlier load of these tensors, where such measures are kept.
+        agreement = agreement_cache.load(*kept_at) if kept_at else None
         if agreement is None:
             agreement, restore = self._measure_lowering(target)
-            self._keep_agreement(agreement)
+            if kept_at:
+                agreement_cache.save(*kept_at, agreement)
         elif not self._fails_gate(agreement):
             lower_precision(self.model, target)
             self.dtype = self.autocast_dtype = target
         if self._fails_gate(agreement):
             restore()
-            self.dtype, self.autocast_dtype = restore_dtype(), None
+            self.dtype, self.autocast_dtype = fp32, None
             self.choice = self.choice.as_fp32(
                 f"{self.choice.precision} kept recall@10 {agreement['recall_at_10']:.3f} "
                 f"against fp32 on the probes, under {AUTO_PROBE_RECALL}"
@@ -184,18 +180,6 @@ class ImageModel:
         from visionnet.workers.models.agreement_cache import agreement_key
 
         return Path(self.runtime.agreement_cache), agreement_key(self, self.choice.label)
-
-    def _kept_agreement(self) -> Agreement | None:
-        from visionnet.workers.models.agreement_cache import load
-
-        self._agreement_at = self._agreement_key()
-        return load(*self._agreement_at) if self._agreement_at else None
-
-    def _keep_agreement(self, agreement: Agreement) -> None:
-        from visionnet.workers.models.agreement_cache import save
-
-        if self._agreement_at:
-            save(*self._agreement_at, agreement)
 
     def lower(self, module: Any) -> None:
         """Lower ``module``'s matmuls to the chosen torch precision (a text tower too)."""
