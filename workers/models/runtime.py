@@ -106,9 +106,9 @@ def torch_dtype(choice: Choice) -> Any:
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice.precision, torch.float32)
 
 
-# The layers whose weights take the lower precision: the matrix multiplies that hold
-# nearly all of a model's weights and time. Norms, biases added to the residual
-# stream, embeddings and the stream itself stay fp32 (``lower_precision``).
+# The layers whose weights (and biases) take the lower precision: the matrix
+# multiplies that hold nearly all of a model's weights and time. Norms, embeddings
+# and the residual stream itself stay fp32 (``lower_precision``).
 _MATMUL_LAYERS = ("Linear", "Conv1d", "Conv2d", "Conv3d")
 
 
