@@ -117,6 +117,18 @@ class MilvusSettings(Section):
     writer_lock_ttl_s: float = Field(
         30.0, gt=0, description="The writer lock of a store worker that died expires after this."
     )
+    lite_flush_rows: int = Field(
+        10000,
+        ge=0,
+        description="Milvus Lite: the store writer flushes a collection once this many index "
+        "rows were written to it since its last flush, when an index job that wrote to it "
+        "ends, and after lite_flush_idle_s without writes to it; 0: after every write group. "
+        "Rows not yet flushed survive a crash (milvus-lite's write-ahead log) and are "
+        "searched by a scan until then.",
+    )
+    lite_flush_idle_s: float = Field(
+        2.0, gt=0, description="Milvus Lite: a collection unwritten this long is flushed."
+    )
     write_group_chunks: int = Field(
         16, gt=0, description="Most staged chunks the writer commits in one upsert and flush."
     )

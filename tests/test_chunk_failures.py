@@ -110,9 +110,12 @@ def test_a_bad_chunk_in_a_group_fails_only_its_own_files(ctx: WorkerContext) -> 
     for chunk in group:
         ctx.staging.put(chunk)
 
-    commit_group(ctx, group, flush=True)
+    stats = commit_group(ctx, group)
 
     assert result(ctx, job_b) == ("succeeded", 4, 0, 0, 4)
+    # What the writer's flush policy reads: B's rows, and B ended by this commit.
+    assert stats.written == {collection: 4}
+    assert stats.ended == {collection}
     # The bad chunk's own job goes on, and ends with those files failed.
     assert result(ctx, job_a) == ("succeeded", 0, 0, 3, 3)
     errors = ctx.jobs.errors(job_a)

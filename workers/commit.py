@@ -1,11 +1,11 @@
-"""Commit embedded chunks: one upsert (and flush) per collection, then one report per chunk.
+"""Commit embedded chunks: one upsert per collection, then one report per chunk.
 
 Used by the store writer (Milvus Lite: the only writer) and, with a real Milvus
 server and `milvus.direct_writes`, by the model workers themselves.
 
 The order is what makes a crash harmless at any point:
 1. decide, per chunk and once (``JobStore.decide_once``), which of its rows are new;
-2. upsert every chunk's new rows, flush each collection once;
+2. upsert every chunk's new rows (and, where ``flush``, flush each collection once);
 3. record each chunk's report, then drop its staged data.
 A crash before 3 leaves the staged data and the queue messages in place; the
 chunk is committed again (upserts by content id) and counted by the first
@@ -18,7 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from visionnet.core.jobs import ChunkReport, JobState
 from visionnet.workers.base import WorkerContext
@@ -34,6 +34,25 @@ class CommitStats:
     chunks: int
     rows: int
     seconds: float
+    # New rows per collection, and the collections of the jobs whose last chunk this
+    # was: what the store writer's flush policy (store_writer/flush_due.py) counts.
+    written: dict[str, int] = field(default_factory=dict)
+    ended: frozenset[str] = frozenset()
+
+    @staticmethod
+    def merged(parts: Sequence[CommitStats]) -> CommitStats:
+        """Commits made one after another (a group's chunks one by one), as one."""
+        written: dict[str, int] = defaultdict(int)
+        for part in parts:
+            for collection, rows in part.written.items():
+                written[collection] += rows
+        return CommitStats(
+            sum(p.chunks for p in parts),
+            sum(p.rows for p in parts),
+            sum(p.seconds for p in parts),
+            dict(written),
+            frozenset().union(*(p.ended for p in parts)),
+        )
 
 
 def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: bool) -> CommitStats:
@@ -96,7 +115,7 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
                 )
         accepted.append(chunk)
 
-    # 2. One upsert and (embedded store) one flush per collection for the whole group,
+    # 2. One upsert (and, where asked, one flush) per collection for the whole group,
     # then the same rows into the catalog the web reads.
     for collection, by_id in rows.items():
         ctx.store.upsert(collection, list(by_id.values()), flush=flush)
@@ -106,6 +125,7 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
     seconds = time.perf_counter() - start
 
     # 3. Report each chunk, with its share of the commit time, then drop its staged data.
+    ended: set[str] = set()
     for chunk in accepted:
         decided = new_ids[chunk.member]
         ctx.jobs.release_claims(chunk.job_id, sorted(decided))
@@ -121,9 +141,18 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
             worker=chunk.worker,
             moved=len(chunk.moves),
         )
-        ctx.jobs.record_chunk(chunk.job_id, report)
+        if ctx.jobs.record_chunk(chunk.job_id, report):
+            ended.add(chunk.collection)
         ctx.staging.remove(chunk.job_id, chunk.chunk_no)
-    stats = CommitStats(len(accepted), sum(len(r) for r in rows.values()), seconds)
+    written: dict[str, int] = defaultdict(int)
+    for collection, by_id in rows.items():
+        written[collection] += len(by_id)
+    for chunk in accepted:
+        written[chunk.collection] += len(chunk.moves)  # rewritten rows: writes too
+    written = {c: n for c, n in written.items() if n}
+    stats = CommitStats(
+        len(accepted), sum(len(r) for r in rows.values()), seconds, written, frozenset(ended)
+    )
     log.info(
         "committed %d chunk(s), %d new rows, in %.3fs", stats.chunks, stats.rows, stats.seconds
     )

@@ -27,11 +27,14 @@ EMBED_CHUNK = "visionnet.index.embed_chunk"
 WRITE_CHUNK = "visionnet.index.write_chunk"
 # Dropping a collection (a write: where the writes go).
 DROP_COLLECTION = "visionnet.collections.drop"
+# Flushing a Milvus Lite collection that was left unflushed (a write too).
+FLUSH_COLLECTION = "visionnet.store.flush"
 # Where the store writer's tasks live; its queue has exactly one consumer.
 STORE_TASKS_MODULES = (
     "visionnet.workers.store_writer.write_chunk",
     "visionnet.workers.store_writer.collections",
     "visionnet.workers.store_writer.delete_images",
+    "visionnet.workers.store_writer.flush_due",
 )
 
 
@@ -44,6 +47,7 @@ def task_routes(direct_writes: bool = False) -> dict[str, dict[str, str]]:
     # corrupts its log under concurrent writers.
     routes[WRITE_CHUNK] = {"queue": STORE_QUEUE}
     routes[DROP_COLLECTION] = {"queue": STORE_QUEUE}
+    routes[FLUSH_COLLECTION] = {"queue": STORE_QUEUE}
     if direct_writes:
         # A real Milvus server takes many writers and there is no store worker:
         # the model workers' bulk queue takes the writes.

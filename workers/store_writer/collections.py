@@ -9,6 +9,7 @@ from celery import shared_task
 
 from visionnet.core.queues import DROP_COLLECTION
 from visionnet.workers.store_writer.context import StoreTask
+from visionnet.workers.store_writer.flush_due import UNFLUSHED
 
 log = logging.getLogger(__name__)
 
@@ -19,4 +20,5 @@ def drop_collection(self: StoreTask, *, collection: str) -> None:
     self.ctx.store.drop_collection(collection)
     self.ctx.catalog.drop(collection)
     self.ctx.collections.forget(collection)
+    UNFLUSHED.forget(collection)
     log.info("dropped collection %s", collection)

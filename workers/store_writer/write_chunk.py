@@ -3,9 +3,10 @@
 Its queue has exactly one consumer (Milvus Lite corrupts its log under two
 writers). Each message names one staged chunk; the writer commits it together
 with every other staged chunk it can see (``milvus.write_group_chunks``), so
-one flush serves many chunks when the writer is behind. Writes are idempotent
-(content-hash ids, upserts, a chunk counted once), so the task acks late and
-may be redelivered; a chunk already committed by an earlier group finds
+one upsert serves many chunks when the writer is behind. Milvus Lite's
+collections are flushed when it pays, not per commit (``flush_due.py``).
+Writes are idempotent (content-hash ids, upserts, a chunk counted once), so
+the task acks late and may be redelivered; a chunk already committed by an earlier group finds
 nothing left to do.
 """
 
@@ -20,8 +21,9 @@ from visionnet.core.jobs import JobState
 from visionnet.core.queues import WRITE_CHUNK
 from visionnet.workers.base import WorkerContext
 from visionnet.workers.chunk_errors import JOB_LEVEL_ERRORS, failure_reason
-from visionnet.workers.commit import commit_chunks, fail_staged
+from visionnet.workers.commit import CommitStats, commit_chunks, fail_staged
 from visionnet.workers.store_writer.context import StoreTask
+from visionnet.workers.store_writer.flush_due import flush_as_due, schedule_flush
 from visionnet.workers.vectorstore.staging import StagedChunk
 
 log = logging.getLogger(__name__)
@@ -74,10 +76,13 @@ def write_chunk(
             group.append(other)
             if len(group) >= ctx.settings.milvus.write_group_chunks:
                 break
-    commit_group(ctx, group, flush=ctx.settings.milvus_is_lite)
+    stats = commit_group(ctx, group)
+    if ctx.settings.milvus_is_lite:
+        # Milvus Lite's log keeps the rows: flushed when it pays (flush_due.py).
+        flush_as_due(ctx, stats, lambda collection, s: schedule_flush(self, collection, s))
 
 
-def commit_group(ctx: WorkerContext, group: list[StagedChunk], *, flush: bool) -> None:
+def commit_group(ctx: WorkerContext, group: list[StagedChunk]) -> CommitStats:
     """Commit ``group`` together; if that fails, chunk by chunk.
 
     One bad chunk (a value Milvus refuses) must not fail the chunks it was
@@ -88,22 +93,23 @@ def commit_group(ctx: WorkerContext, group: list[StagedChunk], *, flush: bool) -
     and the chunks not yet committed stay staged.
     """
     try:
-        commit_chunks(ctx, group, flush=flush)
-        return
+        return commit_chunks(ctx, group, flush=False)
     except Exception as exc:
         if not _store_answers(ctx):
             raise
         log.warning("a group of %d chunk(s) failed (%r); committing them one by one",
                     len(group), exc)  # fmt: skip
+    done: list[CommitStats] = []
     for chunk in group:
         try:
-            commit_chunks(ctx, [chunk], flush=flush)
+            done.append(commit_chunks(ctx, [chunk], flush=False))
         except Exception as exc:
             if not _store_answers(ctx):
                 raise
             log.error("job %s chunk %d could not be written; its files fail",
                       chunk.job_id, chunk.chunk_no, exc_info=exc)  # fmt: skip
             fail_staged(ctx, chunk, failure_reason(exc, None))
+    return CommitStats.merged(done)
 
 
 def _store_answers(ctx: WorkerContext) -> bool:
