@@ -137,7 +137,9 @@ def decode(raw: RawFile, draft: int | None = None) -> Image.Image | FileError:
     return out if isinstance(out, FileError) else out[0]
 
 
-# EXIF orientations that turn the picture a quarter: width and height swap.
+# EXIF orientations that turn or mirror the picture (1: upright; others mean nothing),
+# and those that turn it a quarter: width and height swap.
+_TURNS = frozenset({2, 3, 4, 5, 6, 7, 8})
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
 
 
@@ -149,11 +151,20 @@ def decode_sized(
 
 
 def _decode_sized(data: bytes, draft: int | None) -> tuple[Image.Image, tuple[int, int]]:
-    with Image.open(io.BytesIO(data)) as opened:
-        width, height = opened.size
-        if opened.getexif().get(0x0112) in _QUARTER_TURNS:
-            width, height = height, width
-        if draft and opened.format == "JPEG":
-            opened.draft("RGB", (draft, draft))
+    # Not in a ``with``: closing a loaded image frees its pixels; the bytes are in memory.
+    opened = Image.open(io.BytesIO(data))
+    width, height = opened.size
+    orientation = opened.getexif().get(0x0112)
+    if orientation in _QUARTER_TURNS:
+        width, height = height, width
+    if draft and opened.format == "JPEG":
+        opened.draft("RGB", (draft, draft))
+    upright = opened
+    if orientation in _TURNS:
+        # Only then: exif_transpose reads the EXIF again and copies an upright picture
+        # (a fifth of a small file's decode when nothing turns).
         upright = ImageOps.exif_transpose(opened)
-        return upright.convert("RGB"), (width, height)
+    if upright.mode == "RGB":
+        upright.load()
+        return upright, (width, height)
+    return upright.convert("RGB"), (width, height)
