@@ -472,7 +472,8 @@ def summarize(report: dict[str, Any], auto: Setting) -> None:
     jobs = report.get("jobs", {})
     for name, runs in jobs.items():
         for run in runs:
-            key = label(auto) if run["setting"] == "auto" else run["setting"]
+            # auto: what its models run after the load-time gate (fp32 where it fell back).
+            key = (_models_runs(run) or label(auto)) if run["setting"] == "auto" else run["setting"]
             best = alone.get(name, {}).get("settings", {}).get(key, {}).get("best_median")
             if best:
                 run["p1"] = run["index_job"]["median"] / best
@@ -530,8 +531,9 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
         runs = {r["setting"]: r for r in jobs.get(name, [])}
         base_job = runs.get(label(BASELINE), {}).get("index_job", {}).get("median")
         for key in _keys(report, runs):
-            a = alone.get(name, {}).get("settings", {}).get(auto_key if key == "auto" else key, {})
             run = runs.get(key, {})
+            ran = (_models_runs(run) or auto_key) if key == "auto" else key
+            a = alone.get(name, {}).get("settings", {}).get(ran, {})
             job = run.get("index_job")
             table.add_row(
                 key if key != "auto" else f"auto (= {auto_key})",

@@ -74,8 +74,10 @@ def test_the_delayed_flush_waits_until_the_collection_went_idle() -> None:
     clock.now += 1.5
     assert rows.timer_fired("a", idle_s=2.0) == 0.0
     assert rows.pending("a")
+    assert rows.unflushed() == ["a"]
     rows.flushed("a")
     assert not rows.pending("a")
+    assert rows.unflushed() == []
     assert rows.needs_timer(["a"]) == []  # nothing left to flush: no timer
 
 

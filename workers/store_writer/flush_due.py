@@ -17,9 +17,9 @@ for ``milvus.lite_flush_idle_s`` (a cancelled job; a job whose planner, not
 its writer, reported last): a delayed task on the store queue, which only the
 writer consumes, so a flush never runs beside another write.
 
-The counts live in the writer's process. A writer that starts knows nothing
-of what an earlier one left unflushed: a collection it knows nothing of counts
-as unflushed.
+The counts live in the writer's process, which flushes what it left when it
+stops warmly. A writer that starts knows nothing of what an earlier one left
+unflushed (killed): a collection it knows nothing of counts as unflushed.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown
 
 from visionnet.core.queues import FLUSH_COLLECTION
-from visionnet.workers.base import WorkerContext
+from visionnet.workers.base import WorkerContext, process_context
 from visionnet.workers.commit import CommitStats
 from visionnet.workers.store_writer.context import StoreTask
 
@@ -66,6 +68,10 @@ class UnflushedRows:
             if self.pending(c)
             and (threshold == 0 or c in stats.ended or self._rows.get(c, 0) >= threshold)
         )
+
+    def unflushed(self) -> list[str]:
+        """The collections this process wrote and did not flush since."""
+        return sorted(c for c, rows in self._rows.items() if rows > 0)
 
     def flushed(self, collection: str) -> None:
         self._rows[collection] = 0
@@ -138,6 +144,21 @@ def flush_collection(self: StoreTask, *, collection: str) -> None:
         return
     if UNFLUSHED.pending(collection):
         flush(self.ctx, collection)
+
+
+@worker_process_shutdown.connect
+def _flush_before_exit(**_: Any) -> None:
+    """A warm stop: seal what is left unflushed, so the next start replays no log.
+    (A killed writer leaves it to the log, and a later flush.)"""
+    pending = UNFLUSHED.unflushed()
+    if not pending:
+        return
+    ctx = process_context(WorkerContext)
+    for collection in pending:
+        try:
+            flush(ctx, collection)
+        except Exception as exc:  # the store went first: its log keeps the rows
+            log.warning("collection %s not flushed before exit: %r", collection, exc)
 
 
 def schedule_flush(task: StoreTask, collection: str, seconds: float) -> None:
