@@ -156,7 +156,15 @@ def main(argv: list[str] | None = None) -> int:
                 for root in roots:
                     wait_until_quiet(root)
                 runs[label].append(
-                    one_run(api, folder, n, f"icost_{label}_{rep}", procs, db, args.settle)
+                    one_run(
+                        api,
+                        folder,
+                        n,
+                        f"icost_{rep}_" + label.replace("-", "_"),
+                        procs,
+                        db,
+                        args.settle,
+                    )
                 )
                 total = sum(runs[label][-1]["cpu_ms_per_file"].values())
                 console.print(f"{label} run {rep + 1}: {runs[label][-1]['files_per_s']:.0f} "

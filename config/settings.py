@@ -118,7 +118,7 @@ class MilvusSettings(Section):
         30.0, gt=0, description="The writer lock of a store worker that died expires after this."
     )
     lite_flush_rows: int = Field(
-        10000,
+        4096,
         ge=0,
         description="Milvus Lite: the store writer flushes a collection once this many index "
         "rows were written to it since its last flush, when an index job that wrote to it "
