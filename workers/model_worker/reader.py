@@ -159,7 +159,7 @@ def _decode_sized(data: bytes, draft: int | None) -> tuple[Image.Image, tuple[in
         width, height = height, width
     if draft and opened.format == "JPEG":
         opened.draft("RGB", (draft, draft))
-    upright = opened
+    upright: Image.Image = opened
     if orientation in _TURNS:
         # Only then: exif_transpose reads the EXIF again and copies an upright picture
         # (a fifth of a small file's decode when nothing turns).
