@@ -31,13 +31,13 @@ from typing import Any
 import psutil
 import redis
 from rich.console import Console
-from rich.table import Table
 
 from bench.client import Api, job_seconds
 from bench.cpu_runtime import demo_subset
 from bench.images import images_under
 from bench.job_cost import cpu_seconds, redis_calls, stack_processes
 from bench.report import spread, write_report
+from bench.side_by_side import Pick, cells, over_base, print_redis_calls, stack_table
 from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
 
 
@@ -170,33 +170,31 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"{label} run {rep + 1}: {runs[label][-1]['files_per_s']:.0f} "
                               f"files/s, {total:.2f} ms CPU per file")  # fmt: skip
     results = {label: summary(label_runs) for label, label_runs in runs.items()}
-    table = Table(title=f"CPU per file of an index job ({n} CIFAR-10 files, demo model)")
-    table.add_column("ms per file, min / median")
-    for label in results:
-        table.add_column(f"{label} ({revs[label]})", justify="right")
+    table = stack_table(
+        f"CPU per file of an index job ({n} CIFAR-10 files, demo model)",
+        "ms per file, min / median",
+        revs,
+        list(results),
+    )
 
-    def cells(pick: Any, fmt: str = "{:.3f}") -> list[str]:
-        out = []
-        for res in results.values():
-            got = pick(res)
-            out.append(f"{fmt.format(got['min'])} / {fmt.format(got['median'])}" if got else "")
-        return out
+    def row(name: str, pick: Pick, fmt: str = "{:.3f}") -> None:
+        table.add_row(name, *cells(results, pick, fmt))
 
     programs = results["this"]["cpu_ms_per_file"]
     for program in sorted(programs, key=lambda p: -programs[p]["median"]):
-        table.add_row(f"CPU: {program}", *cells(lambda r, p=program: r["cpu_ms_per_file"].get(p)))
-    table.add_row("CPU: all", *cells(lambda r: r["cpu_ms_per_file_total"]))
+        row(f"CPU: {program}", lambda r, p=program: r["cpu_ms_per_file"].get(p))
+    row("CPU: all", lambda r: r["cpu_ms_per_file_total"])
     after = results["this"]["cpu_ms_per_file_after"]
     for program in sorted(after, key=lambda p: -after[p]["median"])[:3]:
-        table.add_row(
+        row(
             f"CPU in {args.settle:.0f} s after: {program}",
-            *cells(lambda r, p=program: r["cpu_ms_per_file_after"].get(p)),
+            lambda r, p=program: r["cpu_ms_per_file_after"].get(p),
         )
-    table.add_row("CPU: all, with after", *cells(lambda r: r["cpu_ms_per_file_with_after"]))
+    row("CPU: all, with after", lambda r: r["cpu_ms_per_file_with_after"])
     stages = results["this"]["stage_ms_per_file"]
     for stage in sorted(stages, key=lambda s: -stages[s]["median"]):
-        table.add_row(f"stage: {stage}", *cells(lambda r, s=stage: r["stage_ms_per_file"].get(s)))
-    table.add_row("files/s", *cells(lambda r: r["files_per_s"], "{:.0f}"))
+        row(f"stage: {stage}", lambda r, s=stage: r["stage_ms_per_file"].get(s))
+    row("files/s", lambda r: r["files_per_s"], "{:.0f}")
     table.add_row(
         "Redis commands per file (median)",
         *[f"{sum(r['redis_calls_per_file'].values()):.2f}" for r in results.values()],
@@ -205,19 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "files": n, "revisions": revs, "env": envs, "stacks": results,
     }  # fmt: skip
-    if "base" in results:
-        ratio = results["this"]["files_per_s"]["median"] / results["base"]["files_per_s"]["median"]
-        cpu = (
-            results["this"]["cpu_ms_per_file_total"]["median"]
-            / results["base"]["cpu_ms_per_file_total"]["median"]
-        )
-        console.print(f"this ÷ base: files/s {ratio:.3f}, CPU per file {cpu:.3f} (medians)")
-        report["this_over_base"] = {"files_per_s": ratio, "cpu_ms_per_file_total": cpu}
-    for label, res in results.items():
-        top = sorted(res["redis_calls_per_file"].items(), key=lambda kv: -kv[1])[:12]
-        console.print(
-            f"{label}, Redis commands per file: " + ", ".join(f"{k} {v:.2f}" for k, v in top)
-        )
+    ratios = over_base(results, "files_per_s", "cpu_ms_per_file_total", "file", console)
+    if ratios is not None:
+        report["this_over_base"] = ratios
+    print_redis_calls(results, "redis_calls_per_file", "file", console, "{:.2f}")
     write_report(args.out, report, console)
     return 0
 

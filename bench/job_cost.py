@@ -28,12 +28,12 @@ from typing import Any
 import psutil
 import redis
 from rich.console import Console
-from rich.table import Table
 
 from bench.client import Api
 from bench.images import expand_photos, images_under
 from bench.many_jobs import many_classify_jobs
 from bench.report import spread, write_report
+from bench.side_by_side import cells, over_base, print_redis_calls, stack_table
 from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
 
 
@@ -153,42 +153,27 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"{label} run {rep + 1}: {runs[label][-1]['jobs_per_s']:.1f} "
                               f"jobs/s, {total:.1f} ms CPU per job")  # fmt: skip
     results = {label: summary(label_runs) for label, label_runs in runs.items()}
-    table = Table(title=f"CPU per one-image classify job ({args.count} jobs, 8 clients)")
-    table.add_column("ms CPU per job, min / median")
-    for label in results:
-        table.add_column(f"{label} ({revs[label]})", justify="right")
-
-    def cells(pick: Any, fmt: str = "{:.2f}") -> list[str]:
-        out = []
-        for res in results.values():
-            got = pick(res)
-            out.append(f"{fmt.format(got['min'])} / {fmt.format(got['median'])}" if got else "")
-        return out
-
+    table = stack_table(
+        f"CPU per one-image classify job ({args.count} jobs, 8 clients)",
+        "ms CPU per job, min / median",
+        revs,
+        list(results),
+    )
     programs = results["this"]["cpu_ms_per_job"]
     for program in sorted(programs, key=lambda p: -programs[p]["median"]):
-        table.add_row(program, *cells(lambda r, p=program: r["cpu_ms_per_job"].get(p)))
-    table.add_row("all", *cells(lambda r: r["cpu_ms_per_job_total"], "{:.1f}"))
-    table.add_row("jobs/s", *cells(lambda r: r["jobs_per_s"], "{:.1f}"))
+        table.add_row(program, *cells(results, lambda r, p=program: r["cpu_ms_per_job"].get(p)))
+    table.add_row("all", *cells(results, lambda r: r["cpu_ms_per_job_total"], "{:.1f}"))
+    table.add_row("jobs/s", *cells(results, lambda r: r["jobs_per_s"], "{:.1f}"))
     table.add_row(
         "Redis commands per job (median)",
         *[f"{sum(r['redis_calls_per_job'].values()):.1f}" for r in results.values()],
     )
     console.print(table)
     report: dict[str, Any] = {"count": args.count, "revisions": revs, "stacks": results}
-    if "base" in results:
-        ratio = results["this"]["jobs_per_s"]["median"] / results["base"]["jobs_per_s"]["median"]
-        cpu = (
-            results["this"]["cpu_ms_per_job_total"]["median"]
-            / results["base"]["cpu_ms_per_job_total"]["median"]
-        )
-        console.print(f"this ÷ base: jobs/s {ratio:.3f}, CPU per job {cpu:.3f} (medians)")
-        report["this_over_base"] = {"jobs_per_s": ratio, "cpu_ms_per_job_total": cpu}
-    for label, res in results.items():
-        top = sorted(res["redis_calls_per_job"].items(), key=lambda kv: -kv[1])[:12]
-        console.print(
-            f"{label}, Redis commands per job: " + ", ".join(f"{k} {v:.1f}" for k, v in top)
-        )
+    ratios = over_base(results, "jobs_per_s", "cpu_ms_per_job_total", "job", console)
+    if ratios is not None:
+        report["this_over_base"] = ratios
+    print_redis_calls(results, "redis_calls_per_job", "job", console, "{:.1f}")
     write_report(args.out, report, console)
     return 0
 

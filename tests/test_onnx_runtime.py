@@ -10,6 +10,7 @@ only its head is quantized), so int8 is asserted at cosine >= 0.999.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,43 @@ def test_the_graph_is_reused_and_rebuilt_after_the_weights_change(tmp_path: Path
     folders = [p for p in (tmp_path / "cache").iterdir()]
     assert folders == [changed.forward.entry.folder]  # no temporary folder left
     assert sorted(p.name for p in folders[0].iterdir()) == [META_FILE, MODEL_FILE]
+
+
+def test_a_kept_agreement_is_reused_on_onnxruntime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart on onnxruntime reads the agreement its first load measured
+    (agreement_cache.py), as torch bf16 does; a fallback to torch keeps none."""
+    import visionnet.workers.models.base as base
+    from visionnet.workers.models import onnx_export
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    kept = tmp_path / "agreement"
+    runtime = Runtime(
+        backend="onnxruntime", precision="int8", onnx_cache=str(tmp_path / "cache"),
+        agreement_cache=str(kept),
+    )  # fmt: skip
+    pictures = probe_pictures(4, side=32)
+    first = Embedder(str(model_dir), "cpu", runtime=runtime)
+    assert first.agreement is not None and len(list(kept.glob("*.json"))) == 1
+
+    def measured(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(base, "measure_change", measured)
+    again = Embedder(str(model_dir), "cpu", runtime=runtime)
+    assert isinstance(again.forward, OrtForward) and again.choice.label == "onnxruntime/int8"
+    assert again.agreement == first.agreement
+    assert np.array_equal(again.embed(pictures), first.embed(pictures))
+    # Another setting of the same tensors is another key: measured (and it raises here).
+    with pytest.raises(AssertionError, match="measured again"):
+        Embedder(str(model_dir), "cpu", runtime=replace(runtime, precision="fp32"))
+    monkeypatch.undo()
+    monkeypatch.setattr(onnx_export, "OPSET", 99)  # no export: torch fp32, nothing kept
+    other = build_tiny_model(tmp_path / "other", seed=9)
+    fell_back = Embedder(str(other), "cpu", runtime=runtime)
+    assert fell_back.choice.runtime == "torch" and fell_back.agreement is None
+    assert len(list(kept.glob("*.json"))) == 1
 
 
 def test_a_model_that_does_not_export_runs_on_torch_with_the_reason(

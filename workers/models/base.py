@@ -197,11 +197,19 @@ class ImageModel:
         """The pass on onnxruntime (onnx_forward.py), or torch with the reason in ``choice``."""
         from pathlib import Path
 
+        from visionnet.workers.models import agreement_cache
         from visionnet.workers.models.onnx_cache import default_root
         from visionnet.workers.models.onnx_forward import use_onnxruntime
 
         root = Path(self.runtime.onnx_cache) if self.runtime.onnx_cache else default_root()
-        agreement = measure_change(self, lambda: use_onnxruntime(self, root))
+        kept_at = self._agreement_key()  # of the fp32 torch tensors, before the switch
+        agreement = agreement_cache.load(*kept_at) if kept_at else None
+        if agreement is None:
+            agreement = measure_change(self, lambda: use_onnxruntime(self, root))
+            if kept_at and self.choice.runtime == "onnxruntime":
+                agreement_cache.save(*kept_at, agreement)
+        else:
+            use_onnxruntime(self, root)  # measured at an earlier load of these tensors
         if self.choice.runtime == "onnxruntime":  # else it fell back to torch fp32
             self.agreement = agreement
             log.info("%s on %s: %s", self.name, self.choice.label, summary(agreement))
