@@ -20,7 +20,6 @@ path, side by side.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -37,7 +36,15 @@ from bench.cpu_runtime import demo_subset
 from bench.images import images_under
 from bench.job_cost import cpu_seconds, redis_calls, stack_processes
 from bench.report import spread, write_report
-from bench.side_by_side import Pick, cells, over_base, print_redis_calls, stack_table
+from bench.side_by_side import (
+    Pick,
+    add_base_option,
+    cells,
+    median_calls,
+    over_base,
+    print_redis_calls,
+    stack_table,
+)
 from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
 
 
@@ -79,7 +86,6 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     the seconds after it), each stage, the totals, files/s."""
     programs = sorted({k for run in runs for k in run["cpu_ms_per_file"]})
     stages = sorted({k for run in runs for k in run["stage_ms_per_file"]})
-    commands = sorted({k for run in runs for k in run["redis_calls_per_file"]})
     return {
         "cpu_ms_per_file": {
             p: spread([r["cpu_ms_per_file"].get(p, 0.0) for r in runs]) for p in programs
@@ -98,10 +104,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             s: spread([r["stage_ms_per_file"].get(s, 0.0) for r in runs]) for s in stages
         },
         "files_per_s": spread([r["files_per_s"] for r in runs]),
-        "redis_calls_per_file": {
-            c: statistics.median(r["redis_calls_per_file"].get(c, 0.0) for r in runs)
-            for c in commands
-        },
+        "redis_calls_per_file": median_calls(runs, "redis_calls_per_file"),
         "runs": runs,
     }
 
@@ -114,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settle", type=float, default=8.0, help="Seconds of CPU counted after each job."
     )
-    parser.add_argument(
-        "--base", help="Also run an earlier commit's stack beside this one, runs alternating."
-    )
+    add_base_option(parser)
     parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for every stack (a setting)."
     )

@@ -17,7 +17,6 @@ change to the per-job path, side by side.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from collections import Counter
@@ -33,7 +32,14 @@ from bench.client import Api
 from bench.images import expand_photos, images_under
 from bench.many_jobs import many_classify_jobs
 from bench.report import spread, write_report
-from bench.side_by_side import cells, over_base, print_redis_calls, stack_table
+from bench.side_by_side import (
+    add_base_option,
+    cells,
+    median_calls,
+    over_base,
+    print_redis_calls,
+    stack_table,
+)
 from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
 
 
@@ -99,17 +105,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     programs = sorted({k for run in runs for k in run["cpu_ms_per_job"]})
     totals = [sum(run["cpu_ms_per_job"].values()) for run in runs]
     rates = [run["jobs_per_s"] for run in runs]
-    commands = sorted({k for run in runs for k in run["redis_calls_per_job"]})
     return {
         "cpu_ms_per_job": {
             p: spread([r["cpu_ms_per_job"].get(p, 0.0) for r in runs]) for p in programs
         },
         "cpu_ms_per_job_total": spread(totals),
         "jobs_per_s": spread(rates),
-        "redis_calls_per_job": {
-            c: statistics.median(r["redis_calls_per_job"].get(c, 0.0) for r in runs)
-            for c in commands
-        },
+        "redis_calls_per_job": median_calls(runs, "redis_calls_per_job"),
         "runs": runs,
     }
 
@@ -119,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=Path, required=True)
     parser.add_argument("--count", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--base", help="Also run an earlier commit's stack beside this one, runs alternating."
-    )
+    add_base_option(parser)
     parser.add_argument("--out", type=Path, default=Path("bench/results/job_cost.json"))
     args = parser.parse_args(argv)
     console = Console()

@@ -3,6 +3,8 @@ one column per stack, min / median cells, the ratio to the base, Redis' busiest 
 
 from __future__ import annotations
 
+import argparse
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -53,3 +55,15 @@ def print_redis_calls(
             f"{label}, Redis commands per {unit}: "
             + ", ".join(f"{k} {fmt.format(v)}" for k, v in top)
         )
+
+
+def add_base_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base", help="Also run an earlier commit's stack beside this one, runs alternating."
+    )
+
+
+def median_calls(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
+    """Per Redis command, the median over ``runs`` of its calls (``run[key]``)."""
+    commands = sorted({c for run in runs for c in run[key]})
+    return {c: statistics.median(r[key].get(c, 0.0) for r in runs) for c in commands}
