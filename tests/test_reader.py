@@ -218,33 +218,3 @@ def test_the_sink_commits_directly_without_a_writer_task() -> None:
     )
     assert sink.deliver(chunk) is False
     assert committed == [[chunk]]
-
-
-def test_a_chunk_read_in_parts_keeps_order_and_each_content_once(tmp_path: Path) -> None:
-    """read_parts: the parts in order; a copy in a later part is left out (counted as
-    skipped by the chunk), a bad file is its part's error; decode_ahead takes batches
-    lazily from a generator."""
-    paths = []
-    for i in range(7):
-        path = tmp_path / f"{i}.png"
-        path.write_bytes(image_bytes(i % 5))  # 5.png and 6.png copy 0.png and 1.png
-        paths.append(str(path))
-    paths.insert(3, str(tmp_path / "gone.jpg"))  # in the second part
-    with ThreadPoolExecutor(2) as pool:
-        reader = _reader(pool, tmp_path, lambda images: list(images))
-        parts = list(reader.read_parts(paths, 3))
-        whole = reader.read(paths)
-        taken: list[int] = []
-
-        def batches() -> Any:
-            for n, (part, _waited) in enumerate(parts):
-                taken.append(n)
-                yield list(part.fresh.items())
-
-        decoded = [b for b, _ in reader.decode_ahead(batches(), lanes=0)]
-    assert [len(p.fresh) for p, _ in parts] == [3, 2, 0]
-    assert [[Path(e.name).name for e in p.errors] for p, _ in parts] == [[], ["gone.jpg"], []]
-    names = [raw.name for p, _ in parts for raw in p.fresh.values()]
-    assert names == [paths[i] for i in (0, 1, 2, 4, 5)]
-    assert names == [raw.name for raw in whole.fresh.values()]  # as read whole
-    assert taken == [0, 1, 2] and [len(b.pictures) for b in decoded] == [3, 2, 0]

@@ -10,12 +10,10 @@ runs batch n (``decode_ahead``).
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -88,37 +86,6 @@ class ChunkReader:
                 fresh.setdefault(content_id, raw)
         return ReadChunk(fresh, errors, hash_s)
 
-    def read_parts(self, paths: list[str], size: int) -> Iterator[tuple[ReadChunk, float]]:
-        """The chunk read in parts of ``size`` files, in order, each with the seconds waited
-        for it; a content seen in an earlier part is left out of later ones.
-
-        Why parts: read whole, a chunk's 256 files are read, hashed and looked up
-        before its first forward pass, while mostly one core works. Here the next
-        part's reads are queued as soon as a part is in, so they run while the
-        caller looks that part up and the model embeds it; they queue ahead of the
-        part's decodes, a few milliseconds of reading.
-        """
-        parts = [paths[i : i + size] for i in range(0, len(paths), max(1, size))]
-        seen: set[str] = set()
-        pending = [self.pool.submit(self._read_and_hash, p) for p in parts[0]] if parts else []
-        for n in range(len(parts)):
-            start = time.perf_counter()
-            results = [f.result() for f in pending]
-            waited = time.perf_counter() - start
-            if n + 1 < len(parts):
-                pending = [self.pool.submit(self._read_and_hash, p) for p in parts[n + 1]]
-            fresh: dict[str, RawFile] = {}
-            errors: list[FileError] = []
-            hash_s = 0.0
-            for raw, content_id, seconds in results:
-                hash_s += seconds
-                if isinstance(raw, FileError):
-                    errors.append(raw)
-                elif content_id not in seen:
-                    seen.add(content_id)
-                    fresh[content_id] = raw
-            yield ReadChunk(fresh, errors, hash_s), waited
-
     def _read_and_hash(self, path: str) -> tuple[RawFile | FileError, str, float]:
         raw = read_path(path, self.roots, self.max_bytes)
         if isinstance(raw, FileError):
@@ -164,20 +131,16 @@ class ChunkReader:
         return [p.image for p in kept]
 
     def decode_ahead(
-        self, batches: Iterable[list[tuple[str, RawFile]]], lanes: int
+        self, batches: list[list[tuple[str, RawFile]]], lanes: int
     ) -> Iterator[tuple[DecodedBatch, float]]:
         """Each batch decoded, in order, with the seconds waited for it: ``lanes + 1``
-        batches are in the reader threads ahead of the one the model takes.
-        ``batches`` is taken one at a time, as room opens (it may read as it goes)."""
-        pending = iter(batches)
-        ahead: deque[Future[DecodedBatch]] = deque(
-            self.pool.submit(self.decode_batch, batch) for batch in islice(pending, lanes + 1)
-        )
-        while ahead:
+        batches are in the reader threads ahead of the one the model takes."""
+        ahead: list[Future[DecodedBatch]] = [
+            self.pool.submit(self.decode_batch, batch) for batch in batches[: lanes + 1]
+        ]
+        for n in range(len(batches)):
             start = time.perf_counter()
-            done = ahead.popleft().result()
-            waited = time.perf_counter() - start
-            following = next(pending, None)
-            if following is not None:
-                ahead.append(self.pool.submit(self.decode_batch, following))
-            yield done, waited
+            done = ahead[n].result()
+            if n + lanes + 1 < len(batches):
+                ahead.append(self.pool.submit(self.decode_batch, batches[n + lanes + 1]))
+            yield done, time.perf_counter() - start

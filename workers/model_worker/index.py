@@ -34,11 +34,10 @@ from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.archives import ArchiveError, unpack
 from visionnet.workers.model_worker.chunk_failure import settle_embed_failure, split_or_fail
 from visionnet.workers.model_worker.chunk_mapper import ChunkMapper
-from visionnet.workers.model_worker.chunk_reader import ChunkReader, Picture, ReadChunk
+from visionnet.workers.model_worker.chunk_reader import ChunkReader, Picture
 from visionnet.workers.model_worker.chunk_sink import ChunkSink
 from visionnet.workers.model_worker.context import ModelContext, ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
-from visionnet.workers.model_worker.reader import RawFile
 from visionnet.workers.model_worker.url_plan import Enqueue, plan_step, prepare, read_step
 from visionnet.workers.model_worker.url_reader import UrlChunkReader
 from visionnet.workers.model_worker.walk import WalkNotes, chunked, iter_images
@@ -414,49 +413,37 @@ def embed_chunk(
         embedder.input_size,
         mapper.runner.prepare_ahead,
     )
-    # Stages 1 and 2, part by part (reader.read_parts): the files read and hashed in
-    # the reader threads, then what the collection holds already skipped (no decode,
-    # no forward pass). "read" and "lookup" are the seconds the task waited for them;
-    # "hash", "decode" and "preprocess" the reader threads' seconds, summed (they
-    # overlap each other and the passes).
-    batch_size = settings.models.batch_size
-    timings: dict[str, float] = dict.fromkeys(
-        ("read", "hash", "lookup", "decode", "preprocess", "decode_wait", "embed"), 0.0
-    )
+    timings: dict[str, float] = {}
     errors: list[dict[str, Any]] = []
-    stored: set[str] = set()
-    moves: dict[str, str] = {}
-    if urls:
-        start = time.perf_counter()
-        read, timings["download"] = _url_reader(ctx).read(paths)
-        parts: Iterator[tuple[ReadChunk, float]] = iter([(read, time.perf_counter() - start)])
-    else:
-        parts = reader.read_parts(paths, batch_size * (mapper.lanes + 1))
 
-    def todo_batches() -> Iterator[list[tuple[str, RawFile]]]:
-        todo: list[tuple[str, RawFile]] = []
-        for part, waited in parts:
-            timings["read"] += waited
-            timings["hash"] += part.hash_s
-            errors.extend(e.as_dict() for e in part.errors)
-            start = time.perf_counter()
-            held = ctx.store.existing_ids(collection, list(part.fresh))
-            stored.update(held)
-            todo += [(cid, raw) for cid, raw in part.fresh.items() if cid not in held]
-            known = {cid: raw.name for cid, raw in part.fresh.items() if cid in held}
-            # A URL's content stored already keeps its stored path (a URL is never "moved").
-            moves.update({} if urls else moved_files(ctx.catalog, collection, known))
-            timings["lookup"] += time.perf_counter() - start
-            while len(todo) >= batch_size:
-                yield todo[:batch_size]
-                todo = todo[batch_size:]
-        if todo:
-            yield todo
+    # Stage 1, in the reader threads: read and hash every file of the chunk.
+    # "read" is the stage's wall time; "hash", "decode" and "preprocess" are the
+    # reader threads' seconds, summed (they overlap each other and the passes).
+    start = time.perf_counter()
+    if urls:
+        read, timings["download"] = _url_reader(ctx).read(paths)
+    else:
+        read = reader.read(paths)
+    errors.extend(e.as_dict() for e in read.errors)
+    timings["hash"] = read.hash_s
+    timings["read"] = time.perf_counter() - start
+
+    # Stage 2: skip what the collection holds already (no decode, no forward pass).
+    start = time.perf_counter()
+    stored = ctx.store.existing_ids(collection, list(read.fresh))
+    todo = [(cid, raw) for cid, raw in read.fresh.items() if cid not in stored]
+    known = {cid: raw.name for cid, raw in read.fresh.items() if cid in stored}
+    # A URL's content stored already keeps its stored path (a URL is never "moved").
+    moves = {} if urls else moved_files(ctx.catalog, collection, known)
+    timings["lookup"] = time.perf_counter() - start
 
     # Stage 3: the reader threads decode and preprocess batch n+1 while the model
     # runs batch n.
+    batch_size = settings.models.batch_size
+    batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]
     pictures: list[Picture] = []
-    for batch, waited in reader.decode_ahead(todo_batches(), mapper.lanes):
+    timings["decode"] = timings["preprocess"] = timings["decode_wait"] = timings["embed"] = 0.0
+    for batch, waited in reader.decode_ahead(batches, mapper.lanes):
         timings["decode_wait"] += waited
         timings["decode"] += batch.decode_s
         timings["preprocess"] += batch.preprocess_s
