@@ -34,18 +34,21 @@ from rich.console import Console
 from bench.client import Api, job_seconds
 from bench.cpu_runtime import demo_subset
 from bench.images import images_under
-from bench.job_cost import cpu_seconds, redis_calls, stack_processes
-from bench.report import spread, write_report
+from bench.report import spread
 from bench.side_by_side import (
     Pick,
+    Stack,
     add_base_option,
+    alternate,
     cells,
+    cpu_seconds,
+    finish,
     median_calls,
-    over_base,
-    print_redis_calls,
+    redis_calls,
     stack_table,
+    start_stacks,
 )
-from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
+from bench.stack import base_worktree, revision
 
 
 def one_run(
@@ -132,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     revs = {"this": revision()}
     extra = dict(item.split("=", 1) for item in args.env)
-    runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="visionnet-icost-") as tmp_name, ExitStack() as ctx:
         tmp = Path(tmp_name)
         folder = demo_subset(args.cifar.resolve(), args.files, tmp / "cifar")
@@ -145,31 +147,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.base:
             revs["base"], base_env = ctx.enter_context(base_worktree(args.base, tmp / "base-tree"))
             envs["base"] = {**base_env, **extra}
-        stacks = {}
-        for label, env in envs.items():
-            api = Api(ctx.enter_context(private_stack(tmp / label, [folder], extra_env=env)))
-            db = redis.Redis(unix_socket_path=str(tmp / label / "data/redis/redis.sock"))
-            stacks[label] = (api, stack_processes(tmp / label), db)
-            runs[label] = []
-        roots = [stack_root(tmp / label) for label in stacks]
-        for rep in range(args.repeats):
-            for label, (api, procs, db) in stacks.items():
-                for root in roots:
-                    wait_until_quiet(root)
-                runs[label].append(
-                    one_run(
-                        api,
-                        folder,
-                        n,
-                        f"icost_{rep}_" + label.replace("-", "_"),
-                        procs,
-                        db,
-                        args.settle,
-                    )
-                )
-                total = sum(runs[label][-1]["cpu_ms_per_file"].values())
-                console.print(f"{label} run {rep + 1}: {runs[label][-1]['files_per_s']:.0f} "
-                              f"files/s, {total:.2f} ms CPU per file")  # fmt: skip
+        stacks = start_stacks(ctx, tmp, envs, [folder])
+
+        def run(label: str, rep: int, stack: Stack) -> dict[str, Any]:
+            api, procs, db = stack
+            collection = f"icost_{rep}_" + label.replace("-", "_")
+            got = one_run(api, folder, n, collection, procs, db, args.settle)
+            total = sum(got["cpu_ms_per_file"].values())
+            console.print(f"{label} run {rep + 1}: {got['files_per_s']:.0f} files/s, "
+                          f"{total:.2f} ms CPU per file")  # fmt: skip
+            return got
+
+        runs = alternate(tmp, stacks, args.repeats, run)
     results = {label: summary(label_runs) for label, label_runs in runs.items()}
     table = stack_table(
         f"CPU per file of an index job ({n} CIFAR-10 files, demo model)",
@@ -204,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "files": n, "revisions": revs, "env": envs, "stacks": results,
     }  # fmt: skip
-    ratios = over_base(results, "files_per_s", "cpu_ms_per_file_total", "file", console)
-    if ratios is not None:
-        report["this_over_base"] = ratios
-    print_redis_calls(results, "redis_calls_per_file", "file", console, "{:.2f}")
-    write_report(args.out, report, console)
+    finish(results, report, args.out, console, unit="file", calls_fmt="{:.2f}")
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -31,57 +30,20 @@ from rich.console import Console
 from bench.client import Api
 from bench.images import expand_photos, images_under
 from bench.many_jobs import many_classify_jobs
-from bench.report import spread, write_report
+from bench.report import spread
 from bench.side_by_side import (
+    Stack,
     add_base_option,
+    alternate,
     cells,
+    cpu_seconds,
+    finish,
     median_calls,
-    over_base,
-    print_redis_calls,
+    redis_calls,
     stack_table,
+    start_stacks,
 )
-from bench.stack import base_worktree, private_stack, revision, stack_root, wait_until_quiet
-
-
-def program_of(cmdline: list[str]) -> str:
-    """A stack process's program, as supervisord names it (all web processes are "web")."""
-    line = " ".join(cmdline)
-    for marker, name in (("redis-server", "redis"), ("milvus", "milvus"),
-                         ("supervisord", "supervisord"), ("stack-guard", "guard")):  # fmt: skip
-        if marker in line:
-            return name
-    if "visionnet" in line and "worker" in cmdline:
-        return "worker " + cmdline[cmdline.index("worker") + 1]
-    if "visionnet" in line and "web" in cmdline:
-        return "web"
-    return "other"
-
-
-def stack_processes(workdir: Path) -> list[psutil.Process]:
-    """supervisord of the stack in ``workdir`` and every process under it."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if "supervisord" in cmdline and str(workdir) in cmdline:
-            return [proc, *proc.children(recursive=True)]
-    raise RuntimeError(f"no supervisord for {workdir}")
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> Counter[str]:
-    totals: Counter[str] = Counter()
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            totals[program_of(proc.cmdline())] += times.user + times.system
-        except psutil.Error:
-            continue  # gone: its time is lost, and the table says which programs it saw
-    me = psutil.Process().cpu_times()
-    totals["bench client"] = me.user + me.system
-    return totals
-
-
-def redis_calls(client: redis.Redis) -> Counter[str]:
-    stats: dict[str, Any] = client.info("commandstats")
-    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
+from bench.stack import base_worktree, revision
 
 
 def one_run(
@@ -126,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     revs = {"this": revision()}
-    runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="visionnet-cost-") as tmp_name, ExitStack() as ctx:
         tmp = Path(tmp_name)
         folder = expand_photos(images_under(args.photos), args.count, tmp / "photos")
@@ -136,22 +97,19 @@ def main(argv: list[str] | None = None) -> int:
             revs["base"], envs["base"] = ctx.enter_context(
                 base_worktree(args.base, tmp / "base-tree")
             )
-        stacks = {}
-        for label, env in envs.items():
-            api = Api(ctx.enter_context(private_stack(tmp / label, [folder], extra_env=env)))
+        stacks = start_stacks(ctx, tmp, envs, [folder])
+        for api, _procs, _db in stacks.values():
             api.wait(api.submit("classify", json={"paths": [str(files[0])]}))  # load the model
-            db = redis.Redis(unix_socket_path=str(tmp / label / "data/redis/redis.sock"))
-            stacks[label] = (api, stack_processes(tmp / label), db)
-            runs[label] = []
-        roots = [stack_root(tmp / label) for label in stacks]
-        for rep in range(args.repeats):
-            for label, (api, procs, db) in stacks.items():
-                for root in roots:
-                    wait_until_quiet(root)
-                runs[label].append(one_run(api, files, procs, db))
-                total = sum(runs[label][-1]["cpu_ms_per_job"].values())
-                console.print(f"{label} run {rep + 1}: {runs[label][-1]['jobs_per_s']:.1f} "
-                              f"jobs/s, {total:.1f} ms CPU per job")  # fmt: skip
+
+        def run(label: str, rep: int, stack: Stack) -> dict[str, Any]:
+            api, procs, db = stack
+            got = one_run(api, files, procs, db)
+            total = sum(got["cpu_ms_per_job"].values())
+            console.print(f"{label} run {rep + 1}: {got['jobs_per_s']:.1f} jobs/s, "
+                          f"{total:.1f} ms CPU per job")  # fmt: skip
+            return got
+
+        runs = alternate(tmp, stacks, args.repeats, run)
     results = {label: summary(label_runs) for label, label_runs in runs.items()}
     table = stack_table(
         f"CPU per one-image classify job ({args.count} jobs, 8 clients)",
@@ -170,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(table)
     report: dict[str, Any] = {"count": args.count, "revisions": revs, "stacks": results}
-    ratios = over_base(results, "jobs_per_s", "cpu_ms_per_job_total", "job", console)
-    if ratios is not None:
-        report["this_over_base"] = ratios
-    print_redis_calls(results, "redis_calls_per_job", "job", console, "{:.1f}")
-    write_report(args.out, report, console)
+    finish(results, report, args.out, console, unit="job", calls_fmt="{:.1f}")
     return 0
 
 

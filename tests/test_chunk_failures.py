@@ -138,7 +138,7 @@ def test_two_jobs_putting_one_id_into_one_upsert_store_it_once(ctx: WorkerContex
     for chunk in group:
         ctx.staging.put(chunk)
 
-    stats = commit_chunks(ctx, group, flush=True)
+    stats = commit_chunks(ctx, group)
 
     assert stats.rows == 4  # one row per id in the upsert
     assert stored_count(ctx, collection) == 4

@@ -5,7 +5,8 @@ server and `milvus.direct_writes`, by the model workers themselves.
 
 The order is what makes a crash harmless at any point:
 1. decide, per chunk and once (``JobStore.decide_once``), which of its rows are new;
-2. upsert every chunk's new rows (and, where ``flush``, flush each collection once);
+2. upsert every chunk's new rows (flushing is not done here: the store writer's
+   policy, store_writer/flush_due.py, flushes Milvus Lite; a real server needs none);
 3. record each chunk's report, then drop its staged data.
 A crash before 3 leaves the staged data and the queue messages in place; the
 chunk is committed again (upserts by content id) and counted by the first
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,20 +43,16 @@ class CommitStats:
     @staticmethod
     def merged(parts: Sequence[CommitStats]) -> CommitStats:
         """Commits made one after another (a group's chunks one by one), as one."""
-        written: dict[str, int] = defaultdict(int)
-        for part in parts:
-            for collection, rows in part.written.items():
-                written[collection] += rows
         return CommitStats(
             sum(p.chunks for p in parts),
             sum(p.rows for p in parts),
             sum(p.seconds for p in parts),
-            dict(written),
+            dict(sum((Counter(p.written) for p in parts), Counter())),
             frozenset().union(*(p.ended for p in parts)),
         )
 
 
-def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: bool) -> CommitStats:
+def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk]) -> CommitStats:
     """Store and report ``chunks`` (of any jobs and collections) together."""
     start = time.perf_counter()
     live: list[StagedChunk] = []
@@ -115,13 +112,13 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
                 )
         accepted.append(chunk)
 
-    # 2. One upsert (and, where asked, one flush) per collection for the whole group,
-    # then the same rows into the catalog the web reads.
+    # 2. One upsert per collection for the whole group, then the same rows into the
+    # catalog the web reads.
     for collection, by_id in rows.items():
-        ctx.store.upsert(collection, list(by_id.values()), flush=flush)
+        ctx.store.upsert(collection, list(by_id.values()), flush=False)
         ctx.catalog.put(collection, {cid: r.as_dict() for cid, r in by_id.items()})
     # Files found at a new path (old one gone): only their stored path changes.
-    apply_moves(ctx, accepted, flush=flush)
+    apply_moves(ctx, accepted)
     seconds = time.perf_counter() - start
 
     # 3. Report each chunk, with its share of the commit time, then drop its staged data.
@@ -144,14 +141,15 @@ def commit_chunks(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: b
         if ctx.jobs.record_chunk(chunk.job_id, report):
             ended.add(chunk.collection)
         ctx.staging.remove(chunk.job_id, chunk.chunk_no)
-    written: dict[str, int] = defaultdict(int)
-    for collection, by_id in rows.items():
-        written[collection] += len(by_id)
+    written = Counter({collection: len(by_id) for collection, by_id in rows.items()})
     for chunk in accepted:
         written[chunk.collection] += len(chunk.moves)  # rewritten rows: writes too
-    written = {c: n for c, n in written.items() if n}
     stats = CommitStats(
-        len(accepted), sum(len(r) for r in rows.values()), seconds, written, frozenset(ended)
+        len(accepted),
+        sum(len(r) for r in rows.values()),
+        seconds,
+        {c: n for c, n in written.items() if n},
+        frozenset(ended),
     )
     log.info(
         "committed %d chunk(s), %d new rows, in %.3fs", stats.chunks, stats.rows, stats.seconds

@@ -38,7 +38,7 @@ def moved_files(catalog: Catalog, collection: str, found: Mapping[str, str]) -> 
     }
 
 
-def apply_moves(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: bool) -> int:
+def apply_moves(ctx: WorkerContext, chunks: Sequence[StagedChunk]) -> int:
     """Rewrite the stored paths of the moves ``chunks`` carry; returns the rows found."""
     by_collection: dict[str, dict[str, str]] = defaultdict(dict)
     for chunk in chunks:
@@ -46,7 +46,7 @@ def apply_moves(ctx: WorkerContext, chunks: Sequence[StagedChunk], *, flush: boo
     rewritten = 0
     for collection, moves in by_collection.items():
         if moves:
-            rewritten += ctx.store.rewrite_paths(collection, moves, flush=flush)
+            rewritten += ctx.store.rewrite_paths(collection, moves, flush=False)
             ctx.catalog.move(collection, moves)
             log.info("collection %s: %d moved file(s), paths updated", collection, len(moves))
     return rewritten

@@ -485,7 +485,7 @@ def embed_chunk(
     m = settings.milvus
     sink = ChunkSink(
         direct=m.direct_writes,
-        commit=lambda chunks: commit_chunks(ctx, chunks, flush=False),
+        commit=lambda chunks: commit_chunks(ctx, chunks),
         staging=ctx.staging,
         max_staged=m.max_staged_chunks,
         still_active=lambda: ctx.jobs.is_active(job_id),

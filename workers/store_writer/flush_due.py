@@ -103,12 +103,11 @@ class UnflushedRows:
 # The writer's counts: one per process (the store queue's single consumer).
 UNFLUSHED = UnflushedRows()
 
-Schedule = Callable[[str, float], object]
 
-
-def flush_as_due(ctx: WorkerContext, stats: CommitStats, schedule: Schedule) -> list[str]:
+def flush_as_due(task: StoreTask, stats: CommitStats) -> list[str]:
     """After a commit: flush the collections due, and give each collection left
-    unflushed a delayed flush (``schedule(collection, seconds)``). Returns those flushed."""
+    unflushed a delayed flush. Returns those flushed."""
+    ctx = task.ctx
     settings = ctx.settings.milvus
     UNFLUSHED.wrote(stats.written)
     flushed = []
@@ -116,7 +115,7 @@ def flush_as_due(ctx: WorkerContext, stats: CommitStats, schedule: Schedule) -> 
         if flush(ctx, collection):
             flushed.append(collection)
     for collection in UNFLUSHED.needs_timer(stats.written):
-        schedule(collection, settings.lite_flush_idle_s)
+        schedule_flush(task, collection, settings.lite_flush_idle_s)
     return flushed
 
 

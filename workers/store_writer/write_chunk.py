@@ -6,8 +6,8 @@ with every other staged chunk it can see (``milvus.write_group_chunks``), so
 one upsert serves many chunks when the writer is behind. Milvus Lite's
 collections are flushed when it pays, not per commit (``flush_due.py``).
 Writes are idempotent (content-hash ids, upserts, a chunk counted once), so
-the task acks late and may be redelivered; a chunk already committed by an earlier group finds
-nothing left to do.
+the task acks late and may be redelivered; a chunk already committed by an
+earlier group finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from visionnet.workers.base import WorkerContext
 from visionnet.workers.chunk_errors import JOB_LEVEL_ERRORS, failure_reason
 from visionnet.workers.commit import CommitStats, commit_chunks, fail_staged
 from visionnet.workers.store_writer.context import StoreTask
-from visionnet.workers.store_writer.flush_due import flush_as_due, schedule_flush
+from visionnet.workers.store_writer.flush_due import flush_as_due
 from visionnet.workers.vectorstore.staging import StagedChunk
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def write_chunk(
     stats = commit_group(ctx, group)
     if ctx.settings.milvus_is_lite:
         # Milvus Lite's log keeps the rows: flushed when it pays (flush_due.py).
-        flush_as_due(ctx, stats, lambda collection, s: schedule_flush(self, collection, s))
+        flush_as_due(self, stats)
 
 
 def commit_group(ctx: WorkerContext, group: list[StagedChunk]) -> CommitStats:
@@ -93,7 +93,7 @@ def commit_group(ctx: WorkerContext, group: list[StagedChunk]) -> CommitStats:
     and the chunks not yet committed stay staged.
     """
     try:
-        return commit_chunks(ctx, group, flush=False)
+        return commit_chunks(ctx, group)
     except Exception as exc:
         if not _store_answers(ctx):
             raise
@@ -102,7 +102,7 @@ def commit_group(ctx: WorkerContext, group: list[StagedChunk]) -> CommitStats:
     done: list[CommitStats] = []
     for chunk in group:
         try:
-            done.append(commit_chunks(ctx, [chunk], flush=False))
+            done.append(commit_chunks(ctx, [chunk]))
         except Exception as exc:
             if not _store_answers(ctx):
                 raise
