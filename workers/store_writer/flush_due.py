@@ -149,15 +149,22 @@ def flush_collection(self: StoreTask, *, collection: str) -> None:
 def _flush_before_exit(**_: Any) -> None:
     """A warm stop: seal what is left unflushed, so the next start replays no log.
     (A killed writer leaves it to the log, and a later flush.)"""
-    pending = UNFLUSHED.unflushed()
-    if not pending:
-        return
-    ctx = process_context(WorkerContext)
-    for collection in pending:
+    if UNFLUSHED.unflushed():
+        flush_all_pending(process_context(WorkerContext))
+
+
+def flush_all_pending(ctx: WorkerContext) -> list[str]:
+    """Flush every collection this process wrote and has not flushed; returns those
+    flushed. A store that cannot be reached is logged, not raised: its log keeps
+    the rows, and the next writer flushes them."""
+    flushed = []
+    for collection in UNFLUSHED.unflushed():
         try:
-            flush(ctx, collection)
-        except Exception as exc:  # the store went first: its log keeps the rows
+            if flush(ctx, collection):
+                flushed.append(collection)
+        except Exception as exc:  # the store went first
             log.warning("collection %s not flushed before exit: %r", collection, exc)
+    return flushed
 
 
 def schedule_flush(task: StoreTask, collection: str, seconds: float) -> None:

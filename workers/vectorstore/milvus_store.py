@@ -1,9 +1,11 @@
 """Vector store on Milvus: one collection per name, content-hash ids, upserts.
 
 The same client code serves the embedded ``milvus-lite server`` and a real
-Milvus cluster; only the URI differs. Writers must flush before reporting a
-write as done (unflushed rows do not survive a crash), and with Milvus Lite
-there must be exactly one writer: see ``visionnet.workers.store_writer.write_chunk``.
+Milvus cluster; only the URI differs. An acknowledged upsert survives a crash
+unflushed on both (a server's message log; milvus-lite's write-ahead log, replayed
+on start), so a flush only seals segments: Milvus Lite's writer flushes when it
+pays (``visionnet.workers.store_writer.flush_due``). With Milvus Lite there must be
+exactly one writer: see ``visionnet.workers.store_writer.write_chunk``.
 """
 
 from __future__ import annotations
@@ -244,12 +246,12 @@ class VectorStore:
         return {str(r["id"]) for r in rows}
 
     def upsert(self, name: str, rows: Sequence[Row], *, flush: bool = True) -> None:
-        """Upsert in batches, then flush once.
+        """Upsert in batches, then flush once when ``flush``.
 
-        Milvus Lite keeps unflushed rows only in memory, so its writer flushes
-        before it reports a write. A real Milvus server logs every acknowledged
-        insert itself, and a flush there only seals segments: its writers skip it.
-        Batches of about a thousand rows insert fastest (larger ones slow down).
+        An acknowledged upsert is logged by the store (a server's message log,
+        milvus-lite's write-ahead log), so the writers pass ``flush=False`` and
+        seal segments when it pays (``store_writer/flush_due.py``). Batches of
+        about a thousand rows insert fastest (larger ones slow down).
         """
         if not rows:
             return
@@ -265,7 +267,8 @@ class VectorStore:
         self._wrote(name)
 
     def flush(self, name: str) -> None:
-        """Seal what was written so far: Milvus Lite keeps unflushed rows in memory only."""
+        """Seal what was written so far into a segment (and build its index): what a
+        search scans unindexed, and what a start replays from the log, shrink."""
         self._client.flush(name, timeout=self._timeout)
 
     def get_vector(self, name: str, vector_id: str) -> list[float] | None:
