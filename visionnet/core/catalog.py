@@ -47,6 +47,15 @@ class Catalog:
             return None
         return {"id": image_id, **dict(zip(FIELDS, json.loads(raw), strict=True))}
 
+    def listed(self, collection: str, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` the catalog records, in their order (one HMGET per 4,096)."""
+        out: list[str] = []
+        for start in range(0, len(ids), 4096):
+            part = list(ids[start : start + 4096])
+            values = self._r.hmget(self.key(collection), part)
+            out.extend(i for i, raw in zip(part, values, strict=True) if raw is not None)
+        return out
+
     def paths(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
         """The recorded path of each of ``ids`` that is recorded."""
         at = FIELDS.index("path")

@@ -38,6 +38,7 @@ from visionnet.workers.model_worker.chunk_reader import ChunkReader, Picture
 from visionnet.workers.model_worker.chunk_sink import ChunkSink
 from visionnet.workers.model_worker.context import ModelContext, ModelTask
 from visionnet.workers.model_worker.listing import ListingSpill
+from visionnet.workers.model_worker.stored import stored_contents
 from visionnet.workers.model_worker.url_plan import Enqueue, plan_step, prepare, read_step
 from visionnet.workers.model_worker.url_reader import UrlChunkReader
 from visionnet.workers.model_worker.walk import WalkNotes, chunked, iter_images
@@ -430,7 +431,7 @@ def embed_chunk(
 
     # Stage 2: skip what the collection holds already (no decode, no forward pass).
     start = time.perf_counter()
-    stored = ctx.store.existing_ids(collection, list(read.fresh))
+    stored = stored_contents(ctx.catalog, ctx.store, collection, list(read.fresh))
     todo = [(cid, raw) for cid, raw in read.fresh.items() if cid not in stored]
     known = {cid: raw.name for cid, raw in read.fresh.items() if cid in stored}
     # A URL's content stored already keeps its stored path (a URL is never "moved").
