@@ -6,13 +6,16 @@ import hashlib
 import io
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import requests
 from PIL import Image, ImageDraw
 
 from bench.stack import free_port as free_port  # the stack's ports, shared with the benches
+
+if TYPE_CHECKING:
+    from visionnet.workers.base import WorkerContext
 
 FINAL = {"succeeded", "failed", "cancelled"}
 
@@ -134,3 +137,18 @@ def with_milvus(uri: str, call: Any, attempts: int = 5) -> Any:
 def counts(job: dict[str, Any]) -> dict[str, int]:
     """A job's total, done and failed (its progress has rate, ETA and more besides)."""
     return {k: job["progress"][k] for k in ("total", "done", "failed")}
+
+
+def lite_worker_context(redis_url: str, tmp: Path) -> WorkerContext:
+    """The store writer's context, in this process, on ``redis_url`` and a Milvus
+    Lite database file under ``tmp``: for tests of what the writer does, without
+    starting a worker."""
+    from visionnet.config.settings import Settings
+    from visionnet.workers.base import WorkerContext
+
+    settings = Settings(
+        redis_url=redis_url,
+        data_dir=tmp / "data",
+        milvus={"uri": str(tmp / "milvus.db")},  # type: ignore[arg-type]
+    )
+    return WorkerContext(settings)

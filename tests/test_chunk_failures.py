@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pymilvus import MilvusClient
 
-from visionnet.config.settings import Settings
+from tests.helpers import lite_worker_context
 from visionnet.core.jobs import ChunkReport
 from visionnet.core.redis_conn import connect
 from visionnet.workers.base import WorkerContext
@@ -35,12 +35,7 @@ DIM = 8
 def ctx(private_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerContext]:
     """The store writer's context on the private Redis and a Milvus Lite database file."""
     tmp = tmp_path_factory.mktemp("chunk-failures")
-    settings = Settings(
-        redis_url=private_redis,
-        data_dir=tmp / "data",
-        milvus={"uri": str(tmp / "milvus.db")},  # type: ignore[arg-type]
-    )
-    yield WorkerContext(settings)
+    yield lite_worker_context(private_redis, tmp)
 
 
 def new_job(ctx: WorkerContext, chunks: dict[int, int]) -> str:

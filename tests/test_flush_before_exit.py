@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import lite_worker_context
 from tests.test_chunk_failures import ids, new_job, staged, stored_count
-from visionnet.config.settings import Settings
 from visionnet.workers.base import WorkerContext
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.store_writer.flush_due import UNFLUSHED, flush_all_pending
@@ -19,12 +19,7 @@ from visionnet.workers.store_writer.flush_due import UNFLUSHED, flush_all_pendin
 @pytest.fixture(scope="module")
 def ctx(private_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerContext]:
     tmp = tmp_path_factory.mktemp("flush-before-exit")
-    settings = Settings(
-        redis_url=private_redis,
-        data_dir=tmp / "data",
-        milvus={"uri": str(tmp / "milvus.db")},  # type: ignore[arg-type]
-    )
-    yield WorkerContext(settings)
+    yield lite_worker_context(private_redis, tmp)
 
 
 def segments(ctx: WorkerContext, collection: str) -> list[Path]:

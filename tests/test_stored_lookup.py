@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import lite_worker_context
 from tests.test_chunk_failures import ids, new_job, staged
-from visionnet.config.settings import Settings
 from visionnet.workers.base import WorkerContext
 from visionnet.workers.commit import commit_chunks
 from visionnet.workers.model_worker.stored import stored_contents
@@ -18,12 +18,7 @@ from visionnet.workers.model_worker.stored import stored_contents
 @pytest.fixture(scope="module")
 def ctx(private_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerContext]:
     tmp = tmp_path_factory.mktemp("stored-lookup")
-    settings = Settings(
-        redis_url=private_redis,
-        data_dir=tmp / "data",
-        milvus={"uri": str(tmp / "milvus.db")},  # type: ignore[arg-type]
-    )
-    yield WorkerContext(settings)
+    yield lite_worker_context(private_redis, tmp)
 
 
 def test_stored_means_listed_in_the_catalog_and_held_by_the_store(ctx: WorkerContext) -> None:
