@@ -21,7 +21,15 @@ class Api:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     def submit(self, endpoint: str, **kw: Any) -> str:
-        r = self.session.post(f"{self.base}/api/v1/{endpoint}", timeout=60, **kw)
+        url = f"{self.base}/api/v1/{endpoint}"
+        try:
+            r = self.session.post(url, timeout=60, **kw)
+        except requests.ConnectionError as exc:
+            # A pooled keep-alive connection that the server closed (gunicorn's
+            # keepalive, 5 s) as this POST went out: requests retries no POST, so
+            # a long run would die of it. Retried once, and said, not hidden.
+            print(f"POST {endpoint}: {exc!r}; retrying once on a new connection", flush=True)
+            r = self.session.post(url, timeout=60, **kw)
         if r.status_code != 202:
             raise RuntimeError(f"POST {endpoint}: {r.status_code} {r.text}")
         return str(r.json()["job_id"])
