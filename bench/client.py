@@ -25,9 +25,10 @@ class Api:
         try:
             r = self.session.post(url, timeout=60, **kw)
         except requests.ConnectionError as exc:
-            # A pooled keep-alive connection that the server closed (gunicorn's
-            # keepalive, 5 s) as this POST went out: requests retries no POST, so
-            # a long run would die of it. Retried once, and said, not hidden.
+            # Seen once in a 17-minute run ("Remote end closed connection without
+            # response"), cause unknown, not reproduced in 3,000 more searches;
+            # requests retries no POST, so a long run died of it. Retried once,
+            # and said, not hidden; bench.stack keeps a failed stack's log.
             print(f"POST {endpoint}: {exc!r}; retrying once on a new connection", flush=True)
             r = self.session.post(url, timeout=60, **kw)
         if r.status_code != 202:

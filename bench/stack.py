@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,7 +107,16 @@ def private_stack(
                 raise RuntimeError(f"stack not healthy after {timeout:.0f} s; see {log}")
             time.sleep(0.5)
         yield base
-    finally:
+    except BaseException:
+        stop_group(proc, signal.SIGINT, timeout=180)
+        # A bench's stack lives in its temporary folder, deleted as the error
+        # unwinds: keep its log, the only record of what the stack saw.
+        kept = Path(tempfile.gettempdir()) / f"visionnet-failed-stack-{os.getpid()}.log"
+        with contextlib.suppress(OSError):
+            shutil.copyfile(log, kept)
+        print(f"the stack's log is kept at {kept}", file=sys.stderr, flush=True)
+        raise
+    else:
         stop_group(proc, signal.SIGINT, timeout=180)
 
 
