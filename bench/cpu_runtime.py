@@ -27,8 +27,8 @@ onnxruntime/fp32, onnxruntime/int8, and what "auto" resolves to on this CPU
 
 ``--demo-files-also N`` indexes N more CIFAR files in each repeat on the same
 demo stacks (the order alternating), reported beside the headline job with
-their own P1: a 5,000-file job carries the per-job costs (planning, the first
-chunk's wait, the end's flush) that a job of a user's size spreads thinner.
+their own P1: what the per-job costs (planning, the end's flush) take from a
+5,000-file job's P1 that a job of a user's size spreads thinner.
 
 Each timing is repeated ``--repeats`` times (min and median); in part 1 the
 settings are interleaved so that drift hits all of them. ``--quick`` is a
@@ -260,13 +260,13 @@ def job_runs(
         collection = ""
         for rep in range(repeats):
             # With ``also``, its job runs first in odd rounds so order hits both sizes.
-            order = [False, True] if also is not None else [False]
-            for extra in order[::-1] if rep % 2 else order:
+            sizes = [(folder, "")] + ([(also, "_also")] if also is not None else [])
+            for source, suffix in sizes[::-1] if rep % 2 else sizes:
                 wait_until_quiet(root)
-                target = f"cpu_{name}_{rep}{'_also' if extra else ''}".replace("-", "_")
+                target = f"cpu_{name}_{rep}{suffix}".replace("-", "_")
                 mark = share.start()
-                img_s, stage_s = index_job(api, also if extra and also else folder, target)
-                if extra:
+                img_s, stage_s = index_job(api, source, target)
+                if suffix:
                     also_rates.append(img_s)
                     console.print(f"{name} job ({also}), {key}, round {rep + 1}: {img_s:.1f} img/s")
                     continue

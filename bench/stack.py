@@ -93,6 +93,7 @@ def private_stack(
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{env['VISIONNET_WEB__PORT']}"
+    failed = False
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -108,16 +109,21 @@ def private_stack(
             time.sleep(0.5)
         yield base
     except BaseException:
-        stop_group(proc, signal.SIGINT, timeout=180)
-        # A bench's stack lives in its temporary folder, deleted as the error
-        # unwinds: keep its log, the only record of what the stack saw.
-        kept = Path(tempfile.gettempdir()) / f"visionnet-failed-stack-{os.getpid()}.log"
-        with contextlib.suppress(OSError):
-            shutil.copyfile(log, kept)
-        print(f"the stack's log is kept at {kept}", file=sys.stderr, flush=True)
+        failed = True
         raise
-    else:
+    finally:
         stop_group(proc, signal.SIGINT, timeout=180)
+        if failed:
+            keep_log(log)
+
+
+def keep_log(log: Path) -> None:
+    """A bench's stack lives in its temporary folder, deleted as the error unwinds:
+    copy its log out, the only record of what the stack saw."""
+    kept = Path(tempfile.gettempdir()) / f"visionnet-failed-stack-{os.getpid()}.log"
+    with contextlib.suppress(OSError):
+        shutil.copyfile(log, kept)
+        print(f"the stack's log is kept at {kept}", file=sys.stderr, flush=True)
 
 
 REPO = Path(__file__).resolve().parent.parent
